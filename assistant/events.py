@@ -1,0 +1,83 @@
+"""Typed events the loop yields. The CLI renders them with rich; batch and eval write them as JSON."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class Source:
+    """A passage shown to the model under the number `n`; answers cite it as [n]."""
+
+    n: int
+    id: str
+    title: str
+    url: str = ""
+    snippet: str = ""
+    text: str = ""
+
+    def public(self) -> dict[str, Any]:
+        """The fields a user sees (the full text stays internal)."""
+        return {"n": self.n, "id": self.id, "title": self.title, "url": self.url, "snippet": self.snippet}
+
+
+@dataclass
+class StepStarted:
+    """A step of the loop begins."""
+
+    step: int
+
+
+@dataclass
+class ToolCalled:
+    """The loop (policy) or the model called a tool."""
+
+    step: int
+    name: str
+    arguments: dict[str, Any]
+    by: str = "model"  # "policy" when the loop called it on its own
+
+
+@dataclass
+class ToolReturned:
+    """A tool's result, as the model will see it; `error` when it failed (the model sees the error too)."""
+
+    step: int
+    name: str
+    summary: str
+    sources: list[Source] = field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class Token:
+    """A delta of the streamed answer."""
+
+    text: str
+
+
+@dataclass
+class Answer:
+    """The final answer with the sources it cites, token usage and timings (seconds)."""
+
+    question: str
+    answer: str
+    short_answer: str
+    sources: list[Source]
+    model: str
+    steps: list[dict[str, Any]]
+    usage: dict[str, int]
+    timings: dict[str, float]
+    search: str = "none"
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `ask --json` object."""
+        data = asdict(self)
+        data["sources"] = [s.public() for s in self.sources]
+        return data
+
+
+Event = StepStarted | ToolCalled | ToolReturned | Token | Answer

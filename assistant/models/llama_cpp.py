@@ -1,0 +1,153 @@
+"""llama.cpp backend (llama-cpp-python): GGUF models on the CPU, the default.
+
+The chat format comes from the GGUF's own template (`tokenizer.chat_template`); Phi-3's format is built in for
+files that lack one. Prompts are rendered and tokenized here, so prompt-token counts are exact and the KV cache
+is reused across steps that share a prefix. JSON-schema constraints become llama.cpp grammars.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from assistant.errors import AssistantError, MissingExtra
+from assistant.models.base import Completion, GenerationOptions, Message, Usage
+from assistant.models.toolcalls import prepare, stream_with_tools
+
+# Phi-3-mini-4k-instruct's template: <|user|>\n…<|end|>\n<|assistant|>\n (system folded in as its own turn).
+PHI3_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{{ '<|' + message['role'] + '|>\n' + message['content'] + '<|end|>\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
+)
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+TEMPLATES = {"phi-3": PHI3_TEMPLATE, "chatml": CHATML_TEMPLATE}
+
+
+def _import_llama() -> Any:
+    # OpenMP threads spin-wait by default: with another busy process on the CPU, llama.cpp slows 8-20x.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    try:
+        import llama_cpp
+    except ImportError:
+        raise MissingExtra("llama-cpp-python", "llama-cpp") from None
+    return llama_cpp
+
+
+class LlamaCppBackend:
+    """A GGUF model through llama-cpp-python."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        n_ctx: int = 4096,
+        threads: int | None = None,
+        chat_template: str | None = None,
+        name: str | None = None,
+        seed: int = 0,
+    ):
+        path = Path(path).expanduser()
+        if not path.is_file():
+            raise AssistantError(f"model file not found: {path} — run `assistant models` to see what is present")
+        llama_cpp = _import_llama()
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        threads = threads or os.cpu_count() or 1
+        try:
+            self.llm = llama_cpp.Llama(
+                model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
+                seed=seed, verbose=False,
+            )  # fmt: skip
+        except ValueError as e:  # llama-cpp-python raises ValueError for unreadable files
+            raise AssistantError(f"cannot load {path}: not a valid GGUF model ({e})") from None
+        self.name = name or path.stem
+        self.path = path
+        self.context_length = self.llm.n_ctx()
+        meta = self.llm.metadata
+        template = TEMPLATES.get(chat_template or "", chat_template) or meta.get("tokenizer.chat_template")
+        if not template:
+            template = PHI3_TEMPLATE if "phi-3" in (meta.get("general.name", "") + path.name).lower() else None
+        if not template:
+            raise AssistantError(f"{path.name} has no chat template — pass one with chat_template='chatml'|'phi-3'")
+        self.eos_token_id = self.llm.token_eos()
+        self.formatter = Jinja2ChatFormatter(
+            template=template,
+            eos_token=self._token_text(self.eos_token_id),
+            bos_token=self._token_text(self.llm.token_bos()),
+            stop_token_ids=[self.eos_token_id],
+        )
+
+    def _token_text(self, token: int) -> str:
+        return self.llm._model.token_get_text(token) if token >= 0 else ""
+
+    def render(self, messages: list[Message]) -> str:
+        """The prompt text the chat template makes of `messages` (generation prompt included)."""
+        return self._format(messages).prompt
+
+    def _format(self, messages: list[Message]) -> Any:
+        return self.formatter(messages=[{"role": m.role, "content": m.content} for m in messages])
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens `text` costs in this vocabulary."""
+        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+    def stream(self, messages: list[Message], options: GenerationOptions) -> Iterator[str | Completion]:
+        """Yield answer text deltas, then one Completion (tool calls parsed, tokens and timings counted)."""
+        return stream_with_tools(self._raw(messages, options), options)
+
+    def _raw(self, messages: list[Message], options: GenerationOptions) -> Iterator[str | Completion]:
+        plain, schema = prepare(messages, options)
+        formatted = self._format(plain)
+        tokens = self.llm.tokenize(formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True)
+        budget = self.context_length - len(tokens)
+        if budget < 16:
+            raise AssistantError(
+                f"the prompt ({len(tokens)} tokens) does not fit the context window ({self.context_length}); "
+                "lower --context-tokens or raise --n-ctx"
+            )
+        stop = [s for s in ([formatted.stop] if isinstance(formatted.stop, str) else formatted.stop or [])]
+        grammar = None
+        if schema is not None:
+            from llama_cpp import LlamaGrammar
+
+            try:
+                grammar = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+            except Exception as e:  # llama.cpp's converter raises plain exceptions for unsupported schemas
+                raise AssistantError(f"the JSON schema cannot be turned into a grammar: {e}") from None
+        start = time.perf_counter()
+        first: float | None = None
+        finish, produced = "stop", 0
+        for chunk in self.llm.create_completion(
+            tokens, max_tokens=min(options.max_tokens, budget), temperature=options.temperature,
+            stop=stop + options.stop, grammar=grammar, stream=True,
+            seed=options.seed if options.seed is not None else 0,
+        ):  # fmt: skip
+            choice = chunk["choices"][0]
+            if first is None:
+                first = time.perf_counter()
+            produced += 1
+            if choice.get("text"):
+                yield choice["text"]
+            finish = choice.get("finish_reason") or finish
+        end = time.perf_counter()
+        first = first or end
+        completion_tokens = max(0, self.llm.n_tokens - len(tokens)) or produced
+        yield Completion(
+            text="",
+            usage=Usage(len(tokens), completion_tokens),
+            finish_reason=finish,
+            prefill_s=first - start,
+            decode_s=end - first,
+        )
+
+    def close(self) -> None:
+        """Free the model."""
+        self.llm.close()

@@ -1,0 +1,132 @@
+"""Passages: split page text into ~100-word chunks, rank them against a query with BM25, fit them to a budget.
+
+The loop reads a page, keeps only the passages that answer the question, and stops before the context is full:
+
+    from assistant.passages import rank_passages, select_within_budget, split_passages
+    passages = split_passages(page.text)
+    ranked = [passages[i] for score, i in rank_passages("when was the tower built", passages) if score > 0]
+    chosen = select_within_budget(ranked, budget_tokens=800)
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+T = TypeVar("T")
+
+# Kana and Han ideographs: these scripts put no spaces between words, so each character is a token.
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_TOKEN = re.compile(rf"[^\W{_CJK}]+|[{_CJK}]")
+_PUNCT = re.compile(r"[^\w\s]")
+_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|(?<=[.!?…][\"'”’)\]])\s+|(?<=[。！？])")
+_PARAGRAPH = re.compile(r"\n\s*")
+
+# A short English stop list (the classic Lucene/SMART core); enough to keep "the" and "of" from ranking pages.
+_STOP = """a about above after again against all am an and any are as at be because been before being below
+    between both but by can could did do does doing down during each few for from further had has have having
+    he her here hers herself him himself his how i if in into is it its itself just me more most my myself no
+    nor not of off on once only or other our ours ourselves out over own same she should so some such than
+    that the their theirs them themselves then there these they this those through to too under until up very
+    was we were what when where which while who whom why will with would you your yours yourself yourselves
+    s t don"""
+STOP_WORDS = frozenset(_STOP.split())
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-cased word tokens (Unicode letters and digits; one token per CJK character)."""
+    return _TOKEN.findall(unicodedata.normalize("NFKC", text).casefold())
+
+
+def split_passages(text: str, max_words: int = 100) -> list[str]:
+    """Split text into passages of at most ~max_words words, on paragraph then sentence boundaries."""
+    chunks: list[str] = []
+    pending: list[str] = []  # short paragraphs packed together, joined by newlines
+    pending_words = 0
+    for paragraph in _PARAGRAPH.split(text):
+        paragraph = " ".join(paragraph.split())
+        words = len(paragraph.split())
+        if not words:
+            continue
+        if pending and pending_words + words > max_words:
+            chunks.append("\n".join(pending))
+            pending, pending_words = [], 0
+        if words <= max_words:
+            pending.append(paragraph)
+            pending_words += words
+        else:
+            chunks.extend(_pack_sentences(paragraph, max_words))
+    if pending:
+        chunks.append("\n".join(pending))
+    return chunks
+
+
+def _pack_sentences(paragraph: str, max_words: int) -> list[str]:
+    pieces: list[str] = []
+    for sentence in _SENTENCE_END.split(paragraph):
+        words = sentence.split()
+        # Only a sentence longer than the limit on its own is cut mid-sentence.
+        pieces.extend(" ".join(words[i : i + max_words]) for i in range(0, len(words), max_words))
+    chunks: list[str] = []
+    current: list[str] = []
+    count = 0
+    for piece in pieces:
+        n = len(piece.split())
+        if current and count + n > max_words:
+            chunks.append(" ".join(current))
+            current, count = [], 0
+        current.append(piece)
+        count += n
+    if current:
+        chunks.append(" ".join(current))
+    return chunks
+
+
+def rank_passages(
+    query: str, passages: list[str], k1: float = 1.5, b: float = 0.75
+) -> list[tuple[float, int]]:
+    """Score every passage against the query with BM25; (score, index) pairs, best first."""
+    docs = [[t for t in tokenize(p) if t not in STOP_WORDS] for p in passages]
+    terms = {t for t in tokenize(query) if t not in STOP_WORDS}
+    if not terms:  # a query of stop words only ("the who") still deserves an answer
+        docs = [tokenize(p) for p in passages]
+        terms = set(tokenize(query))
+    n = len(docs)
+    avg_len = sum(map(len, docs)) / n if n else 0.0
+    df = Counter(t for doc in docs for t in set(doc) if t in terms)
+    # Lucene's idf: never negative, so a term found in most passages still counts a little.
+    idf = {t: math.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5)) for t in terms}
+    scored = []
+    for index, doc in enumerate(docs):
+        tf = Counter(doc)
+        norm = k1 * (1 - b + b * len(doc) / avg_len) if avg_len else k1
+        score = sum(idf[t] * tf[t] * (k1 + 1) / (tf[t] + norm) for t in terms if tf[t])
+        scored.append((score, index))
+    scored.sort(key=lambda pair: (-pair[0], pair[1]))
+    return scored
+
+
+def approx_tokens(text: str) -> int:
+    """Rough token count without a tokenizer: 1.3 per word plus one per punctuation mark."""
+    return math.ceil(round(len(_TOKEN.findall(text)) * 1.3, 6) + len(_PUNCT.findall(text)))
+
+
+def select_within_budget(
+    items: Sequence[T],
+    budget_tokens: int,
+    count_tokens: Callable[[str], int] = approx_tokens,
+    key: Callable[[T], str] = str,
+) -> list[T]:
+    """Take items best-first (in the given order) while their tokens fit the budget; skip any that do not."""
+    chosen: list[T] = []
+    left = budget_tokens
+    for item in items:
+        cost = count_tokens(key(item))
+        if cost <= left:
+            chosen.append(item)
+            left -= cost
+    return chosen

@@ -1,0 +1,82 @@
+"""Prompts of the loop: the system prompt from `prompts/*.md`, sources fenced as untrusted data, and the parse
+of the model's reply into a short answer, a cited explanation and the citations it actually made.
+
+The prompt is rebuilt at each step from the question, the best sources within a token budget and short notes
+(earlier queries, failed calls) instead of growing a transcript: on a CPU, prompt tokens are the cost.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib.resources import files
+
+from assistant.events import Source
+from assistant.models.base import Message
+
+_CITATION = re.compile(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
+_LABEL = re.compile(r"^\s*\**(answer|short answer|explanation|because)\**\s*[:：]\s*", re.I)
+
+
+def load_prompt(name: str) -> str:
+    """The text of prompts/<name>.md."""
+    return files("assistant.prompts").joinpath(f"{name}.md").read_text(encoding="utf-8").strip()
+
+
+def render_sources(sources: list[Source]) -> str:
+    """Sources fenced as untrusted data, each under its stable number."""
+    body = "\n".join(f"[{s.n}] {s.title}: {' '.join(s.text.split())}" for s in sources)
+    return f"<sources untrusted>\n{body}\n</sources>"
+
+
+def search_messages(question: str, sources: list[Source], notes: list[str], may_search: bool) -> list[Message]:
+    """The messages of one answering step."""
+    system = load_prompt("search") + ("\n" + load_prompt("search_more") if may_search else "")
+    parts = [render_sources(sources)] if sources else ["(no sources found yet)"]
+    parts += notes
+    parts.append(f"Question: {question}")
+    return [Message("system", system), Message("user", "\n".join(parts))]
+
+
+def closed_messages(question: str) -> list[Message]:
+    """The messages of a closed-book answer."""
+    return [Message("system", load_prompt("closed")), Message("user", f"Question: {question}")]
+
+
+@dataclass
+class ParsedAnswer:
+    """A reply split into its parts; `cited` holds the source numbers that exist, `dropped` the others."""
+
+    answer: str
+    short_answer: str
+    cited: list[int]
+    dropped: list[int]
+
+
+def parse_answer(text: str, shown: set[int]) -> ParsedAnswer:
+    """Split a reply into short answer and explanation; remove citations of sources that were never shown."""
+    cited: list[int] = []
+    dropped: list[int] = []
+
+    def keep(match: re.Match[str]) -> str:
+        numbers = [int(n) for n in re.findall(r"\d+", match.group(1))]
+        good = [n for n in numbers if n in shown]
+        dropped.extend(n for n in numbers if n not in shown)
+        cited.extend(n for n in good if n not in cited)
+        return "".join(f"[{n}]" for n in good)
+
+    clean = _CITATION.sub(keep, text.strip())
+    lines = [line for line in clean.splitlines() if line.strip()]
+    short = ""
+    for line in lines:
+        m = _LABEL.match(line)
+        if m and m.group(1).lower() in ("answer", "short answer"):
+            short = line[m.end() :]
+            break
+    if not short and lines:
+        short = re.split(r"(?<=[.!?])\s", _LABEL.sub("", lines[0]), maxsplit=1)[0]
+    short = _CITATION.sub("", short).strip().strip("*").strip()
+    short = re.sub(r"\s+", " ", short).rstrip(".").strip()
+    answer = "\n".join(_LABEL.sub("", line) if i else line for i, line in enumerate(lines))
+    answer = re.sub(r"^\s*\**answer\**\s*[:：]\s*", "", answer, flags=re.I)
+    return ParsedAnswer(answer=answer.strip(), short_answer=short, cited=cited, dropped=sorted(set(dropped)))

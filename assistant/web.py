@@ -1,0 +1,268 @@
+"""Safe page fetching for the `fetch_page` tool: a URL in, the page's main text out, or a one-line FetchError.
+
+Every redirect hop is checked against a `FetchPolicy` (the scheme, and the address the host resolves to, so
+that a page cannot send the model to 127.0.0.1 or the cloud metadata service); the body is streamed with a
+byte cap and a wall-clock cap; only HTML and plain text are read, and binary data posing as HTML is refused.
+
+    from assistant.web import FetchPolicy, fetch_page
+    page = fetch_page("https://example.org/", FetchPolicy())
+    print(page.title, page.text[:200])
+"""
+
+from __future__ import annotations
+
+import codecs
+import ipaddress
+import re
+import socket
+import time
+from dataclasses import dataclass
+from html.parser import HTMLParser
+
+import httpx
+
+from assistant import __version__
+from assistant.errors import FetchError
+
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+TEXT_TYPES = ("text/plain", "text/markdown")
+# Signatures of formats that are sometimes mislabelled as text/html.
+_MAGIC = (b"%PDF-", b"\x89PNG", b"GIF8", b"\xff\xd8\xff", b"PK\x03\x04", b"\x1f\x8b", b"\x7fELF")
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.I | re.S)
+
+
+@dataclass
+class FetchPolicy:
+    """What a fetch may do. `allowed_hosts` are trusted even when they resolve to a private address."""
+
+    allow_private: bool = False
+    allowed_schemes: tuple[str, ...] = ("http", "https")
+    timeout: float = 10.0
+    max_bytes: int = 2_000_000
+    max_redirects: int = 5
+    user_agent: str = f"search-assistant/{__version__}"
+    allowed_hosts: tuple[str, ...] = ()
+
+
+@dataclass
+class Page:
+    """A fetched page: `url` as asked for, `final_url` after redirects, `bytes` read from the body."""
+
+    url: str
+    final_url: str
+    title: str
+    text: str
+    content_type: str
+    truncated: bool
+    bytes: int
+
+
+def blocked_reason(address: str) -> str | None:
+    """Why an IP address must not be fetched ("loopback", "private", …), or None for a public address."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id such as fe80::1%eth0
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    for reason in ("loopback", "link_local", "multicast", "unspecified", "reserved", "private"):
+        if getattr(ip, f"is_{reason}"):
+            return reason.replace("_", "-")
+    # Shared address space (100.64.0.0/10) and the like: neither private nor reachable on the internet.
+    return None if ip.is_global else "non-global"
+
+
+def check_address(host: str, port: int, policy: FetchPolicy) -> None:
+    """Raise FetchError if `host` resolves to an address the policy forbids (loopback, private, …)."""
+    if policy.allow_private or host.lower() in {h.lower() for h in policy.allowed_hosts}:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as e:
+        raise FetchError(f"could not resolve host {host!r}: {e}") from None
+    for info in infos:
+        address = str(info[4][0])
+        reason = blocked_reason(address)
+        if reason:
+            raise FetchError(
+                f"refused to fetch {host} ({address}): {reason} address — only public hosts are allowed"
+            )
+
+
+def check_url(url: str, policy: FetchPolicy) -> httpx.URL:
+    """Parse `url` and raise FetchError unless its scheme is allowed and its host is public (per policy)."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError) as e:
+        raise FetchError(f"invalid URL {url[:200]!r}: {e}") from None
+    if parsed.scheme not in policy.allowed_schemes:
+        allowed = ", ".join(policy.allowed_schemes)
+        raise FetchError(f"refused to fetch {url[:200]!r}: scheme {parsed.scheme!r} is not one of {allowed}")
+    if not parsed.host:
+        raise FetchError(f"invalid URL {url[:200]!r}: no host")
+    check_address(parsed.host, parsed.port or (443 if parsed.scheme == "https" else 80), policy)
+    return parsed
+
+
+def fetch_page(url: str, policy: FetchPolicy, client: httpx.Client | None = None) -> Page:
+    """Fetch `url` under `policy` and return its main text; every failure is a one-line FetchError."""
+    own_client = client is None
+    if client is None:
+        client = httpx.Client(follow_redirects=False)
+    deadline = time.monotonic() + policy.timeout
+    try:
+        return _fetch(url, policy, client, deadline)
+    except httpx.TimeoutException:
+        raise FetchError(f"timed out after {policy.timeout:g}s fetching {url}") from None
+    except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, OSError) as e:
+        detail = " ".join(str(e).split()) or type(e).__name__
+        raise FetchError(f"could not fetch {url}: {detail}") from None
+    finally:
+        if own_client:
+            client.close()
+
+
+def _fetch(url: str, policy: FetchPolicy, client: httpx.Client, deadline: float) -> Page:
+    headers = {
+        "User-Agent": policy.user_agent,
+        "Accept": "text/html,application/xhtml+xml,text/plain;q=0.9,text/markdown;q=0.9,*/*;q=0.1",
+    }
+    current = url
+    for _ in range(policy.max_redirects + 1):
+        target = check_url(current, policy)
+        timeout = httpx.Timeout(_remaining(deadline, policy, url))
+        with client.stream("GET", target, headers=headers, timeout=timeout, follow_redirects=False) as resp:
+            if resp.is_redirect:
+                current = str(resp.url.join(resp.headers["location"]))
+                continue
+            if resp.status_code >= 400:
+                raise FetchError(f"HTTP {resp.status_code} {resp.reason_phrase} from {current}")
+            mime, charset = _content_type(resp.headers.get("content-type", ""))
+            if mime not in HTML_TYPES + TEXT_TYPES:
+                raise FetchError(f"refused {current}: content type {mime!r} is not HTML or plain text")
+            body, truncated = _read_body(resp, policy, deadline, url)
+            final_url = str(resp.url)
+        if _looks_binary(body, charset):
+            raise FetchError(f"refused {final_url}: binary data served as {mime}")
+        if mime in HTML_TYPES and not charset:
+            match = _META_CHARSET.search(body[:4096])
+            charset = match.group(1).decode("ascii") if match else ""
+        text = _decode(body, charset, truncated)
+        if mime in HTML_TYPES:
+            title, text = extract_html(text, final_url)
+        else:
+            title = ""
+        return Page(url, final_url, title, text.replace("\x00", ""), mime, truncated, len(body))
+    raise FetchError(f"too many redirects (more than {policy.max_redirects}) fetching {url}")
+
+
+def _remaining(deadline: float, policy: FetchPolicy, url: str) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise FetchError(f"timed out after {policy.timeout:g}s fetching {url}")
+    return left
+
+
+def _content_type(header: str) -> tuple[str, str]:
+    # A missing Content-Type is read as HTML; the binary check still guards the body.
+    mime, _, params = header.partition(";")
+    match = re.search(r"charset\s*=\s*[\"']?([^\"';\s]+)", params, re.I)
+    return (mime.strip().lower() or "text/html"), (match.group(1) if match else "")
+
+
+def _read_body(resp: httpx.Response, policy: FetchPolicy, deadline: float, url: str) -> tuple[bytes, bool]:
+    # iter_bytes() yields decompressed data, so the cap also bounds a gzip bomb. Reading one byte past the cap
+    # tells a body of exactly max_bytes from a longer one.
+    body = bytearray()
+    for chunk in resp.iter_bytes():
+        body += chunk
+        if len(body) > policy.max_bytes:
+            return bytes(body[: policy.max_bytes]), True
+        _remaining(deadline, policy, url)  # a slow drip never ends on its own
+    return bytes(body), False
+
+
+def _looks_binary(body: bytes, charset: str) -> bool:
+    sample = body[:8192]
+    if sample.startswith(_MAGIC):
+        return True
+    if charset.lower().startswith(("utf-16", "utf-32")) or sample.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return False  # wide encodings are full of NUL bytes by design
+    controls = sum(1 for b in sample if b < 32 and b not in b"\t\n\r\f\x1b")
+    return bool(sample) and (sample.count(0) > 2 or controls > len(sample) * 0.05)
+
+
+def _decode(body: bytes, charset: str, truncated: bool) -> str:
+    # A truncated body may end inside a multi-byte character: let the incremental decoder drop it.
+    for encoding in (charset, "utf-8"):
+        if not encoding:
+            continue
+        try:
+            return codecs.getincrementaldecoder(encoding)("strict").decode(body, final=not truncated)
+        except (LookupError, UnicodeDecodeError):
+            continue
+    from charset_normalizer import from_bytes  # installed with httpx/trafilatura; only needed here
+
+    best = from_bytes(body).best()
+    if best is not None:
+        return str(best)
+    return body.decode("utf-8", errors="replace")
+
+
+def extract_html(html: str, url: str = "") -> tuple[str, str]:
+    """Return (title, main text) of an HTML document: trafilatura first, plain tag stripping as fallback."""
+    title, text = _trafilatura(html, url)
+    if not title:
+        match = _TITLE.search(html)
+        title = " ".join(_strip_tags(match.group(1)).split()) if match else ""
+    if not text:
+        text = _strip_tags(html)
+    return title.strip(), text.strip()
+
+
+def _trafilatura(html: str, url: str) -> tuple[str, str | None]:
+    try:
+        import trafilatura
+    except ImportError:
+        return "", None  # a broken install degrades to tag stripping rather than losing the page
+    # A parser crash on a hostile page should fall back, not fail the whole fetch.
+    try:
+        text = trafilatura.extract(
+            html, url=url or None, include_comments=False, include_tables=True, favor_recall=True
+        )
+        meta = trafilatura.extract_metadata(html)
+    except Exception:
+        return "", None
+    return (meta.title or "") if meta is not None else "", text
+
+
+class _TextParser(HTMLParser):
+    SKIP = {"script", "style", "noscript", "template", "svg", "head", "iframe"}
+    BLOCK = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "section", "article", "pre"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.skipping = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self.SKIP:
+            self.skipping += 1
+        elif tag in self.BLOCK:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.SKIP:
+            self.skipping = max(0, self.skipping - 1)
+        elif tag in self.BLOCK:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self.skipping:
+            self.parts.append(data)
+
+
+def _strip_tags(html: str) -> str:
+    parser = _TextParser()
+    parser.feed(html)
+    parser.close()
+    lines = (" ".join(line.split()) for line in "".join(parser.parts).splitlines())
+    return "\n".join(line for line in lines if line)

@@ -1,0 +1,1 @@
+"""System prompts, one Markdown file each; `assistant.prompting` loads and fills them."""

@@ -1,0 +1,104 @@
+"""Shared fixtures: isolated user dirs and env, no internet, and a scripted fake model."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from assistant.models.base import Completion, GenerationOptions, Message, Usage
+from assistant.models.toolcalls import stream_with_tools
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own ASSISTANT_HOME and no ASSISTANT_* variables from the outside."""
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("ASSISTANT_"):
+            monkeypatch.delenv(key)
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("ASSISTANT_HOME", str(home))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return home
+
+
+def _local(host: object) -> bool:
+    try:
+        return ipaddress.ip_address(str(host).strip("[]")).is_loopback
+    except ValueError:
+        return str(host) in ("localhost", "")
+
+
+@pytest.fixture(autouse=True)
+def no_internet(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default run never leaves 127.0.0.1; tests marked `network` may."""
+    if request.node.get_closest_marker("network"):
+        return
+    real_connect = socket.socket.connect
+    real_getaddrinfo = socket.getaddrinfo
+
+    def connect(self: socket.socket, address: object) -> None:
+        host = address[0] if isinstance(address, tuple) else address
+        if self.family in (socket.AF_INET, socket.AF_INET6) and not _local(host):
+            raise ConnectionRefusedError(f"test blocked a connection to {host}: the default test run is offline")
+        real_connect(self, address)  # type: ignore[arg-type]
+
+    def getaddrinfo(host: object, *args: object, **kwargs: object) -> object:
+        if host is not None and not _local(host):
+            try:
+                ipaddress.ip_address(str(host))
+            except ValueError:
+                raise socket.gaierror(f"test blocked a DNS lookup of {host}: the default test run is offline") from None
+        return real_getaddrinfo(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+@dataclass
+class FakeModel:
+    """A scripted model: `enqueue` replies; `history` holds (messages, options) of every call."""
+
+    name: str = "fake"
+    context_length: int = 4096
+    replies: list[str] = field(default_factory=list)
+    history: list[tuple[list[Message], GenerationOptions]] = field(default_factory=list)
+
+    def enqueue(self, *replies: str) -> FakeModel:
+        """Queue replies, one per generation."""
+        self.replies.extend(replies)
+        return self
+
+    def count_tokens(self, text: str) -> int:
+        """One token per word."""
+        return len(text.split())
+
+    def stream(self, messages: list[Message], options: GenerationOptions) -> Iterator[str | Completion]:
+        """Replay the next reply word by word through the same tool-call parsing as the real backends."""
+        self.history.append((messages, options))
+        if not self.replies:
+            raise AssertionError("FakeModel ran out of scripted replies")
+        reply = self.replies.pop(0)
+
+        def raw() -> Iterator[str | Completion]:
+            words = reply.split(" ")
+            for i, word in enumerate(words):
+                yield word if i == 0 else " " + word
+            prompt = sum(self.count_tokens(m.content) for m in messages)
+            yield Completion("", usage=Usage(prompt, len(words)), prefill_s=0.01, decode_s=0.02)
+
+        return stream_with_tools(raw(), options)
+
+
+@pytest.fixture
+def fake_model() -> FakeModel:
+    """A fresh scripted model."""
+    return FakeModel()

@@ -1,0 +1,149 @@
+"""Loop logic with the scripted fake model: policy first step, multi-step calls, bad calls, limits, citations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from assistant.errors import SearchError
+from assistant.events import Answer, Token, ToolCalled, ToolReturned
+from assistant.loop import answer
+from assistant.search.base import SearchResult
+from assistant.tools import ToolContext, default_tools
+from assistant.web import FetchPolicy
+
+NIGHT_WATCH = SearchResult("nw", "The Night Watch", "", "", "The Night Watch is a 1642 painting by Rembrandt van Rijn.")
+AMSTERDAM = SearchResult("rm", "Rijksmuseum", "", "", "The Rijksmuseum in Amsterdam displays The Night Watch.")
+
+
+@dataclass
+class ListSearch:
+    """A search backend answering from a dict of query -> results, recording the queries."""
+
+    name: str = "list"
+    table: dict[str, list[SearchResult]] = field(default_factory=dict)
+    queries: list[str] = field(default_factory=list)
+    fail: bool = False
+
+    def search(self, query: str, max_results: int = 5) -> list[SearchResult]:
+        self.queries.append(query)
+        if self.fail:
+            raise SearchError("connection refused")
+        return self.table.get(query, [])[:max_results]
+
+
+def run(model, search, question="Who painted The Night Watch?", **kw):
+    ctx = ToolContext(question, search, FetchPolicy(), model.count_tokens) if search else None
+    return list(answer(question, model, ctx, default_tools(), **kw))
+
+
+def final(events) -> Answer:
+    assert isinstance(events[-1], Answer), events[-1]
+    return events[-1]
+
+
+def test_policy_searches_with_the_question_first_and_cites(fake_model):
+    search = ListSearch(table={"Who painted The Night Watch?": [NIGHT_WATCH]})
+    fake_model.enqueue("Answer: Rembrandt [1]\nExplanation: The Night Watch is by Rembrandt [1].")
+    events = run(fake_model, search)
+    assert search.queries == ["Who painted The Night Watch?"]
+    calls = [e for e in events if isinstance(e, ToolCalled)]
+    assert calls[0].by == "policy" and calls[0].name == "web_search"
+    a = final(events)
+    assert a.short_answer == "Rembrandt"
+    assert [s.id for s in a.sources] == ["nw"]
+    assert "".join(e.text for e in events if isinstance(e, Token)).startswith("Answer: Rembrandt")
+    assert a.usage["prompt_tokens"] > 0 and a.usage["completion_tokens"] > 0
+    prompt = fake_model.history[0][0][1].content
+    assert "<sources untrusted>" in prompt and "[1] The Night Watch: The Night Watch is a 1642" in prompt
+
+
+def test_citation_of_a_source_never_shown_is_removed(fake_model):
+    search = ListSearch(table={"Who painted The Night Watch?": [NIGHT_WATCH]})
+    fake_model.enqueue("Answer: Rembrandt [1][7]\nExplanation: see [3].")
+    a = final(run(fake_model, search))
+    assert "[7]" not in a.answer and "[3]" not in a.answer and "[1]" in a.answer
+    assert any("[7]" in n for n in a.notes) and any("[3]" in n for n in a.notes)
+
+
+def test_model_may_search_again_and_sources_keep_their_numbers(fake_model):
+    search = ListSearch(table={"Where is The Night Watch?": [NIGHT_WATCH], "Night Watch museum": [AMSTERDAM]})
+    fake_model.enqueue(
+        '```json\n{"name": "web_search", "arguments": {"query": "Night Watch museum"}}\n```',
+        "Answer: Rijksmuseum [2]\nExplanation: It hangs in the Rijksmuseum [2], painted by Rembrandt [1].",
+    )
+    events = run(fake_model, search, question="Where is The Night Watch?")
+    assert search.queries == ["Where is The Night Watch?", "Night Watch museum"]
+    a = final(events)
+    assert a.short_answer == "Rijksmuseum" and [s.n for s in a.sources] == [2, 1]
+    assert [s["tool"] for s in a.steps] == ["web_search", "web_search"]
+    assert fake_model.history[0][1].tools, "the first step offers tools in multi-step mode"
+    second_prompt = fake_model.history[1][0][1].content
+    assert "[1] The Night Watch" in second_prompt and "[2] Rijksmuseum" in second_prompt
+    assert not any(isinstance(e, Token) and "web_search" in e.text for e in events), "call text is not streamed"
+
+
+def test_a_bad_tool_call_becomes_a_note_not_a_crash(fake_model):
+    search = ListSearch(table={"Who painted The Night Watch?": [NIGHT_WATCH]})
+    fake_model.enqueue('{"name": "delete_files", "arguments": {}}', "Answer: Rembrandt [1]")
+    a = final(run(fake_model, search))
+    assert a.short_answer == "Rembrandt"
+    assert "unknown tool 'delete_files'" in fake_model.history[1][0][1].content
+
+
+def test_bad_arguments_and_repeated_calls_are_observations(fake_model):
+    q = "Who painted The Night Watch?"
+    search = ListSearch(table={q: [NIGHT_WATCH]})
+    fake_model.enqueue(
+        '{"name": "web_search", "arguments": {"query": 42}}',
+        '{"name": "web_search", "arguments": {"query": "Who painted The Night Watch?"}}',
+        "Answer: Rembrandt [1]",
+    )
+    events = run(fake_model, search, max_steps=4)
+    errors = [e.error for e in events if isinstance(e, ToolReturned) and e.error]
+    assert any("bad arguments for web_search" in e for e in errors)
+    assert any("already called" in e for e in errors)
+    assert search.queries == [q], "a repeated call does not search again"
+    assert final(events).short_answer == "Rembrandt"
+
+
+def test_at_the_step_limit_the_model_must_answer(fake_model):
+    search = ListSearch(table={"Who painted The Night Watch?": [NIGHT_WATCH]})
+    fake_model.enqueue('{"name": "web_search", "arguments": {"query": "a"}}',
+                       '{"name": "web_search", "arguments": {"query": "b"}}', "Answer: Rembrandt [1]")  # fmt: skip
+    a = final(run(fake_model, search, max_steps=3))
+    assert len(fake_model.history) == 3
+    assert fake_model.history[-1][1].tools == [], "no tools are offered at the last step"
+    assert "web_search" not in fake_model.history[-1][0][0].content
+    assert a.short_answer == "Rembrandt"
+
+
+def test_single_step_mode_offers_no_tools(fake_model):
+    search = ListSearch(table={"Who painted The Night Watch?": [NIGHT_WATCH]})
+    fake_model.enqueue('{"name": "web_search", "arguments": {"query": "x"}}')
+    a = final(run(fake_model, search, multi=False))
+    assert len(fake_model.history) == 1 and fake_model.history[0][1].tools == []
+    assert search.queries == ["Who painted The Night Watch?"]
+    assert a.answer.startswith("{"), "without tools a call-shaped reply is just text"
+
+
+def test_closed_book_uses_no_search_and_no_sources(fake_model):
+    fake_model.enqueue("Answer: Rembrandt\nExplanation: a Dutch painter.")
+    a = final(run(fake_model, None))
+    assert a.sources == [] and a.search == "none" and a.steps == []
+    assert "sources" not in fake_model.history[0][0][1].content
+
+
+def test_search_failure_is_reported_and_the_model_still_answers(fake_model):
+    fake_model.enqueue("Answer: I could not find sources.")
+    a = final(run(fake_model, ListSearch(fail=True), multi=False))
+    assert any("connection refused" in n for n in a.notes)
+    assert "search failed" in fake_model.history[0][0][1].content
+
+
+def test_sources_are_capped_by_the_token_budget(fake_model):
+    many = [SearchResult(f"p{i}", f"T{i}", "", "", " ".join([f"word{i}"] * 50)) for i in range(5)]
+    search = ListSearch(table={"q?": many})
+    fake_model.enqueue("Answer: x [1]")
+    run(fake_model, search, question="q?", context_tokens=120, multi=False)
+    prompt = fake_model.history[0][0][1].content
+    assert "[2] T1" in prompt and "[3] T2" not in prompt

@@ -1,0 +1,65 @@
+"""Tools the model can call: plain typed functions whose docstring is what the model reads.
+
+`tool(fn)` derives a tool's JSON schema from its signature (the first parameter, the `ToolContext`, is not
+shown to the model) and validates arguments with the same pydantic model, so a schema is never written twice.
+Bad arguments raise `ToolRetry`, which the loop turns into an observation for the model.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError, create_model
+
+from assistant.tools.context import Passage, ToolContext, ToolRetry
+
+__all__ = ["Passage", "Tool", "ToolContext", "ToolRetry", "tool", "default_tools"]
+
+
+@dataclass
+class Tool:
+    """A function the model may call, with the schema derived from its signature."""
+
+    name: str
+    description: str
+    fn: Callable[..., list[Passage]]
+    model: Any = field(repr=False)
+
+    def spec(self) -> dict[str, Any]:
+        """The OpenAI-style function spec."""
+        schema = self.model.model_json_schema()
+        schema.pop("title", None)
+        for prop in schema.get("properties", {}).values():
+            prop.pop("title", None)
+        return {"type": "function", "function": {"name": self.name, "description": self.description, "parameters": schema}}
+
+    def __call__(self, ctx: ToolContext, arguments: dict[str, Any]) -> list[Passage]:
+        """Validate `arguments` and run the tool."""
+        try:
+            args = self.model.model_validate(arguments)
+        except ValidationError as e:
+            problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'arguments'}: {err['msg']}" for err in e.errors())
+            raise ToolRetry(f"bad arguments for {self.name}: {problems}") from None
+        return self.fn(ctx, **args.model_dump())
+
+
+def tool(fn: Callable[..., list[Passage]]) -> Tool:
+    """Make a Tool of `fn(ctx, ...)`: name, docstring and typed parameters become what the model sees."""
+    params = list(inspect.signature(fn).parameters.values())[1:]
+    hints = inspect.get_annotations(fn, eval_str=True)
+    fields: dict[str, Any] = {
+        p.name: (hints[p.name], ... if p.default is inspect.Parameter.empty else p.default) for p in params
+    }
+    description = inspect.cleandoc(fn.__doc__ or "").split("\n\n")[0].replace("\n", " ")
+    return Tool(fn.__name__, description, fn, create_model(f"{fn.__name__}_args", **fields))
+
+
+def default_tools() -> dict[str, Tool]:
+    """The tools of the search loop, by name."""
+    from assistant.tools.fetch_page import fetch_page
+    from assistant.tools.web_search import web_search
+
+    return {t.name: t for t in (tool(web_search), tool(fetch_page))}

@@ -1,0 +1,42 @@
+"""What tools share: the run's search backend, fetch policy and budgets, and the passages they return."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from assistant.search.base import SearchBackend
+from assistant.search.cache import Cache
+from assistant.web import FetchPolicy
+
+
+class ToolRetry(Exception):
+    """A tool call the model can fix (bad arguments, a page that failed): shown to it as an observation."""
+
+
+@dataclass
+class Passage:
+    """A piece of text a tool found, with where it came from."""
+
+    id: str
+    title: str
+    url: str
+    text: str
+    snippet: str = ""
+
+
+@dataclass
+class ToolContext:
+    """Per-question state and limits the tools work within."""
+
+    question: str
+    search: SearchBackend | None
+    policy: FetchPolicy
+    count_tokens: Callable[[str], int]
+    cache: Cache | None = None
+    max_results: int = 5
+    read_pages: int = 2
+    passages_per_page: int = 2
+    max_fetches: int = 6
+    fetches: int = 0
+    failures: list[str] = field(default_factory=list)

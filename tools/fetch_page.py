@@ -1,0 +1,40 @@
+"""`fetch_page`: read a web page and keep the passages most relevant to the question.
+
+Pages are fetched under the run's `FetchPolicy` (schemes, private addresses, size and time caps) and split into
+~100-word passages ranked by BM25 against the question, so only a few hundred tokens of a page reach the model.
+"""
+
+from __future__ import annotations
+
+from assistant.errors import FetchError
+from assistant.passages import rank_passages, split_passages
+from assistant.tools.context import Passage, ToolContext, ToolRetry
+from assistant.web import fetch_page as fetch
+
+
+def fetch_page(ctx: ToolContext, url: str) -> list[Passage]:
+    """Read the web page at a URL and return its passages most relevant to the question."""
+    return read_passages(ctx, url.strip(), "", "")
+
+
+def read_passages(ctx: ToolContext, url: str, title: str, query: str) -> list[Passage]:
+    """Fetch `url` (or take it from the cache) and return its best passages for the question and `query`."""
+    if ctx.fetches >= ctx.max_fetches:
+        raise ToolRetry(f"the budget of {ctx.max_fetches} page reads for this question is spent: answer now")
+    cached = ctx.cache.get("page", url) if ctx.cache else None
+    if cached is None:
+        ctx.fetches += 1
+        try:
+            page = fetch(url, ctx.policy)
+        except FetchError as e:
+            raise ToolRetry(f"could not read {url}: {e}") from None
+        cached = {"title": page.title, "text": page.text, "url": page.final_url}
+        if ctx.cache:
+            ctx.cache.put("page", url, cached)
+    chunks = split_passages(cached["text"])
+    if not chunks:
+        raise ToolRetry(f"{url} has no readable text")
+    ranked = rank_passages(f"{ctx.question} {query}", chunks)
+    best = sorted(i for _, i in ranked[: ctx.passages_per_page])  # keep page order: it reads better
+    title = title or cached["title"] or url
+    return [Passage(f"{url}#{i}", title, cached["url"] or url, chunks[i], chunks[i][:200]) for i in best]
