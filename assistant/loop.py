@@ -1,18 +1,19 @@
-"""The agent loop: search with the question, read, answer with citations; capable models may search again.
+"""The agent loop: search with the question, read, answer with citations; search again only when needed.
 
 `answer()` is a generator of typed events (assistant.events) and never prints. Policy, not the model, takes the
-first step (small models choose tools poorly); in multi-step mode the model may then call a tool instead of
-answering, up to `max_steps`, and the last step always answers. The prompt is rebuilt each step within a token
-budget. A bad tool call becomes a note the model sees; it never crashes the loop.
+first step (small models choose tools poorly), so step one is naive retrieve-then-answer at its cost. In
+multi-step mode the model may reply "unknown" instead; it then picks the next call itself (web_search with a new
+query, or fetch_page on a source), decoded under a grammar that admits only valid calls, and answers again from
+old and new sources. The last step always answers. A bad call becomes a note the model sees, never a crash.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 
 from assistant.events import Event, Token
 from assistant.models.base import Completion, GenerationOptions, Message, ModelBackend
-from assistant.prompting import closed_messages, search_messages
+from assistant.prompting import abstained, closed_messages, next_step_messages, parse_answer, search_messages
 from assistant.state import RunState
 from assistant.tools import Tool, ToolContext
 
@@ -29,34 +30,37 @@ def answer(
     max_tokens: int = 256,
     temperature: float = 0.0,
     load_seconds: float = 0.0,
-) -> Iterator[Event]:
+) -> Generator[Event, None, None]:
     """Answer `question`, yielding events; the last event is an `Answer`. `ctx=None` answers closed-book."""
-    state = RunState(question, model.name, getattr(ctx.search, "name", "none") if ctx and ctx.search else "none", ctx)
+    search = ctx.search if ctx else None
+    state = RunState(question, model.name, getattr(search, "name", "none"), ctx)
     state.timings["load"] = load_seconds
-    options = GenerationOptions(max_tokens=max_tokens, temperature=temperature)
-    if ctx is None or ctx.search is None:
-        completion = yield from _generate(model, closed_messages(question), options, state)
+    opts = GenerationOptions(max_tokens=max_tokens, temperature=temperature)
+    if ctx is None or search is None:
+        completion = yield from _generate(model, closed_messages(question), opts, state)
         yield state.answer(completion.text, [])
         return
     yield from state.call(1, tools["web_search"], {"query": question}, by="policy")
     for step in range(1, max_steps + 1):
-        may_search = multi and step < max_steps
+        last = not multi or step == max_steps
         shown = state.shown(context_tokens, model.count_tokens)
-        specs = [t.spec() for t in tools.values()] if may_search else []
-        messages = search_messages(question, shown, state.notes, may_search)
-        completion = yield from _generate(model, messages, GenerationOptions(**{**options.__dict__, "tools": specs}), state)
-        if may_search and completion.tool_error:
-            state.notes.append(f"Note: your tool call failed: {completion.tool_error}")
-            continue
-        if may_search and completion.tool_calls:
-            for call in completion.tool_calls[:1]:
-                yield from state.call(step + 1, tools[call.name], call.arguments)
-            continue
-        yield state.answer(completion.text, shown)
-        return
+        reply = yield from _generate(model, search_messages(question, shown, state.notes, not last), opts, state)
+        if last or not abstained(parse_answer(reply.text, set()).short_answer):
+            yield state.answer(reply.text, shown)
+            return
+        usable = {n: t for n, t in tools.items() if n != "fetch_page" or any(s.url for s in shown)}
+        forced = GenerationOptions(max_tokens=96, tools=[t.spec() for t in usable.values()], tool_choice="required")
+        messages = next_step_messages(question, shown, state.queries(), state.notes)
+        pick = yield from _generate(model, messages, forced, state)
+        for call in pick.tool_calls[:1]:
+            yield from state.call(step + 1, usable[call.name], call.arguments)
+        if not pick.tool_calls:
+            state.notes.append(f"Note: no valid tool call ({pick.tool_error or pick.text[:80]!r})")
 
 
-def _generate(model: ModelBackend, messages: list[Message], options: GenerationOptions, state: RunState):  # type: ignore[no-untyped-def]
+def _generate(
+    model: ModelBackend, messages: list[Message], options: GenerationOptions, state: RunState
+) -> Generator[Event, None, Completion]:
     """Stream one generation as Token events and return its Completion."""
     for item in model.stream(messages, options):
         if isinstance(item, Completion):

@@ -86,9 +86,7 @@ def _pack_sentences(paragraph: str, max_words: int) -> list[str]:
     return chunks
 
 
-def rank_passages(
-    query: str, passages: list[str], k1: float = 1.5, b: float = 0.75
-) -> list[tuple[float, int]]:
+def rank_passages(query: str, passages: list[str], k1: float = 1.5, b: float = 0.75) -> list[tuple[float, int]]:
     """Score every passage against the query with BM25; (score, index) pairs, best first."""
     docs = [[t for t in tokenize(p) if t not in STOP_WORDS] for p in passages]
     terms = {t for t in tokenize(query) if t not in STOP_WORDS}

@@ -29,13 +29,33 @@ def render_sources(sources: list[Source]) -> str:
     return f"<sources untrusted>\n{body}\n</sources>"
 
 
-def search_messages(question: str, sources: list[Source], notes: list[str], may_search: bool) -> list[Message]:
-    """The messages of one answering step."""
-    system = load_prompt("search") + ("\n" + load_prompt("search_more") if may_search else "")
-    parts = [render_sources(sources)] if sources else ["(no sources found yet)"]
+def search_messages(question: str, sources: list[Source], notes: list[str], may_abstain: bool) -> list[Message]:
+    """The messages of one answering step; `may_abstain` lets the model say it needs to search again."""
+    system = load_prompt("search") + ("\n" + load_prompt("search_more") if may_abstain else "")
+    parts = [render_sources(sources)] if sources else ["(no sources found)"]
     parts += notes
     parts.append(f"Question: {question}")
     return [Message("system", system), Message("user", "\n".join(parts))]
+
+
+def next_step_messages(question: str, sources: list[Source], queries: list[str], notes: list[str]) -> list[Message]:
+    """The messages that ask for the next tool call; sources appear by title and URL only (few tokens)."""
+    listing = "\n".join(f"[{s.n}] {s.title}" + (f" <{s.url}>" if s.url else "") for s in sources)
+    parts = [f"Sources so far:\n{listing or '(none)'}", "Queries tried: " + "; ".join(queries), *notes]
+    parts.append(f"Question: {question}")
+    return [Message("system", load_prompt("next_step")), Message("user", "\n".join(parts))]
+
+
+_ABSTAIN = re.compile(
+    r"^(unknown|not (?:found|known|mentioned|given|stated)|n/?a|none|no answer|i (?:do not|don't) know)\b"
+    r"|(?:sources?|text|passages?) (?:do|does) not (?:contain|mention|say|provide)|no information",
+    re.I,
+)
+
+
+def abstained(short_answer: str) -> bool:
+    """Whether a short answer says the sources did not contain the answer."""
+    return not short_answer.strip() or bool(_ABSTAIN.search(short_answer.strip()))
 
 
 def closed_messages(question: str) -> list[Message]:

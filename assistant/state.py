@@ -27,8 +27,9 @@ class RunState:
     notes: list[str] = field(default_factory=list)
     calls: set[str] = field(default_factory=set)
     usage: Usage = field(default_factory=Usage)
-    timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(
-        ("load", "search", "read", "prefill", "decode", "total"), 0.0))  # fmt: skip
+    timings: dict[str, float] = field(
+        default_factory=lambda: dict.fromkeys(("load", "search", "read", "prefill", "decode", "total"), 0.0)
+    )
     steps: list[dict[str, Any]] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
 
@@ -53,9 +54,18 @@ class RunState:
         seconds = time.perf_counter() - start
         read = self.ctx is not None and self.ctx.fetches > fetches
         self.timings["read" if read else "search"] += seconds
-        summary = f"{len(new)} passages" if not error else error
-        self.steps.append({"step": step, "tool": tool.name, "arguments": arguments, "by": by,
-                           "result": summary, "sources": [s.n for s in new], "seconds": round(seconds, 3)})  # fmt: skip
+        summary = error or f"{len(new)} passages"
+        self.steps.append(
+            {
+                "step": step,
+                "tool": tool.name,
+                "arguments": arguments,
+                "by": by,
+                "result": summary,
+                "sources": [s.n for s in new],
+                "seconds": round(seconds, 3),
+            }
+        )
         yield ToolReturned(step, tool.name, summary, new, error, seconds)
 
     def _add(self, id: str, title: str, url: str, snippet: str, text: str, rank: tuple[int, int]) -> Source:
@@ -79,6 +89,11 @@ class RunState:
             chosen.append(s)
             used += cost
         return sorted(chosen, key=lambda s: s.n)
+
+    def queries(self) -> list[str]:
+        """The search queries run so far."""
+        queries = [s["arguments"].get("query") for s in self.steps if s["tool"] == "web_search"]
+        return [q for q in queries if isinstance(q, str)]
 
     def record(self, completion: Completion) -> None:
         """Add a generation's tokens and timings."""

@@ -82,9 +82,7 @@ def check_address(host: str, port: int, policy: FetchPolicy) -> None:
         address = str(info[4][0])
         reason = blocked_reason(address)
         if reason:
-            raise FetchError(
-                f"refused to fetch {host} ({address}): {reason} address — only public hosts are allowed"
-            )
+            raise FetchError(f"refused to fetch {host} ({address}): {reason} address — only public hosts are allowed")
 
 
 def check_url(url: str, policy: FetchPolicy) -> httpx.URL:

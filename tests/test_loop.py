@@ -65,9 +65,10 @@ def test_citation_of_a_source_never_shown_is_removed(fake_model):
     assert any("[7]" in n for n in a.notes) and any("[3]" in n for n in a.notes)
 
 
-def test_model_may_search_again_and_sources_keep_their_numbers(fake_model):
+def test_the_model_searches_again_only_after_saying_unknown(fake_model):
     search = ListSearch(table={"Where is The Night Watch?": [NIGHT_WATCH], "Night Watch museum": [AMSTERDAM]})
     fake_model.enqueue(
+        "Answer: unknown",
         '```json\n{"name": "web_search", "arguments": {"query": "Night Watch museum"}}\n```',
         "Answer: Rijksmuseum [2]\nExplanation: It hangs in the Rijksmuseum [2], painted by Rembrandt [1].",
     )
@@ -75,55 +76,79 @@ def test_model_may_search_again_and_sources_keep_their_numbers(fake_model):
     assert search.queries == ["Where is The Night Watch?", "Night Watch museum"]
     a = final(events)
     assert a.short_answer == "Rijksmuseum" and [s.n for s in a.sources] == [2, 1]
-    assert [s["tool"] for s in a.steps] == ["web_search", "web_search"]
-    assert fake_model.history[0][1].tools, "the first step offers tools in multi-step mode"
-    second_prompt = fake_model.history[1][0][1].content
+    assert [(s["tool"], s["by"]) for s in a.steps] == [("web_search", "policy"), ("web_search", "model")]
+    first, pick, second = (options for _, options in fake_model.history)
+    assert first.tools == [] and "unknown" in fake_model.history[0][0][0].content
+    assert pick.tool_choice == "required" and [t["function"]["name"] for t in pick.tools] == ["web_search"]
+    assert "Queries tried: Where is The Night Watch?" in fake_model.history[1][0][1].content
+    second_prompt = fake_model.history[2][0][1].content
     assert "[1] The Night Watch" in second_prompt and "[2] Rijksmuseum" in second_prompt
     assert not any(isinstance(e, Token) and "web_search" in e.text for e in events), "call text is not streamed"
 
 
+def test_a_confident_first_answer_costs_one_generation(fake_model):
+    search = ListSearch(table={"Who painted The Night Watch?": [NIGHT_WATCH]})
+    fake_model.enqueue("Answer: Rembrandt [1]")
+    run(fake_model, search)
+    assert len(fake_model.history) == 1
+
+
+def test_fetch_page_is_offered_only_when_sources_have_urls(fake_model):
+    web = SearchResult("u", "Night Watch", "", "Rembrandt's painting", "The Night Watch, by Rembrandt, 1642.")
+    web.url = "http://example.invalid/nw"
+    search = ListSearch(table={"Who painted The Night Watch?": [web]})
+    fake_model.enqueue("Answer: unknown", '{"name": "web_search", "arguments": {"query": "x"}}', "Answer: Rembrandt")
+    run(fake_model, search)
+    names = [t["function"]["name"] for t in fake_model.history[1][1].tools]
+    assert names == ["web_search", "fetch_page"]
+    assert "<http://example.invalid/nw>" in fake_model.history[1][0][1].content
+
+
 def test_a_bad_tool_call_becomes_a_note_not_a_crash(fake_model):
     search = ListSearch(table={"Who painted The Night Watch?": [NIGHT_WATCH]})
-    fake_model.enqueue('{"name": "delete_files", "arguments": {}}', "Answer: Rembrandt [1]")
+    fake_model.enqueue("Answer: unknown", '{"name": "delete_files", "arguments": {}}', "Answer: Rembrandt [1]")
     a = final(run(fake_model, search))
     assert a.short_answer == "Rembrandt"
-    assert "unknown tool 'delete_files'" in fake_model.history[1][0][1].content
+    assert "unknown tool 'delete_files'" in fake_model.history[2][0][1].content
 
 
 def test_bad_arguments_and_repeated_calls_are_observations(fake_model):
     q = "Who painted The Night Watch?"
     search = ListSearch(table={q: [NIGHT_WATCH]})
     fake_model.enqueue(
+        "Answer: unknown",
         '{"name": "web_search", "arguments": {"query": 42}}',
+        "Answer: not found",
         '{"name": "web_search", "arguments": {"query": "Who painted The Night Watch?"}}',
         "Answer: Rembrandt [1]",
     )
-    events = run(fake_model, search, max_steps=4)
+    events = run(fake_model, search, max_steps=3)
     errors = [e.error for e in events if isinstance(e, ToolReturned) and e.error]
     assert any("bad arguments for web_search" in e for e in errors)
     assert any("already called" in e for e in errors)
     assert search.queries == [q], "a repeated call does not search again"
+    assert "already called" in fake_model.history[-1][0][1].content
     assert final(events).short_answer == "Rembrandt"
 
 
 def test_at_the_step_limit_the_model_must_answer(fake_model):
     search = ListSearch(table={"Who painted The Night Watch?": [NIGHT_WATCH]})
-    fake_model.enqueue('{"name": "web_search", "arguments": {"query": "a"}}',
-                       '{"name": "web_search", "arguments": {"query": "b"}}', "Answer: Rembrandt [1]")  # fmt: skip
+    call = '{"name": "web_search", "arguments": {"query": "%s"}}'
+    fake_model.enqueue("Answer: unknown", call % "a", "Answer: unknown", call % "b", "Answer: unknown")
     a = final(run(fake_model, search, max_steps=3))
-    assert len(fake_model.history) == 3
-    assert fake_model.history[-1][1].tools == [], "no tools are offered at the last step"
-    assert "web_search" not in fake_model.history[-1][0][0].content
-    assert a.short_answer == "Rembrandt"
+    assert len(fake_model.history) == 5
+    assert "unknown" not in fake_model.history[-1][0][0].content, "the last step may not abstain"
+    assert a.short_answer == "unknown"
+    assert search.queries == ["Who painted The Night Watch?", "a", "b"]
 
 
-def test_single_step_mode_offers_no_tools(fake_model):
+def test_single_step_mode_never_searches_again(fake_model):
     search = ListSearch(table={"Who painted The Night Watch?": [NIGHT_WATCH]})
-    fake_model.enqueue('{"name": "web_search", "arguments": {"query": "x"}}')
+    fake_model.enqueue("Answer: unknown")
     a = final(run(fake_model, search, multi=False))
     assert len(fake_model.history) == 1 and fake_model.history[0][1].tools == []
-    assert search.queries == ["Who painted The Night Watch?"]
-    assert a.answer.startswith("{"), "without tools a call-shaped reply is just text"
+    assert "unknown" not in fake_model.history[0][0][0].content
+    assert search.queries == ["Who painted The Night Watch?"] and a.short_answer == "unknown"
 
 
 def test_closed_book_uses_no_search_and_no_sources(fake_model):

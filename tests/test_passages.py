@@ -11,9 +11,7 @@ def words(n: int, word: str = "word") -> str:
 
 def test_short_paragraphs_are_packed_together():
     text = "First paragraph here.\n\nSecond paragraph here.\n\nThird one."
-    assert split_passages(text, max_words=100) == [
-        "First paragraph here.\nSecond paragraph here.\nThird one."
-    ]
+    assert split_passages(text, max_words=100) == ["First paragraph here.\nSecond paragraph here.\nThird one."]
 
 
 def test_paragraphs_start_a_new_passage_when_the_limit_would_be_exceeded():

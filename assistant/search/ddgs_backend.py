@@ -1,0 +1,90 @@
+"""Web search through the `ddgs` metasearch library (DuckDuckGo, Bing, Brave, Wikipedia, ...): no API key.
+
+    PYTHONPATH=. python -c "from assistant.search.ddgs_backend import DDGSSearch; \
+        print(DDGSSearch().search('who painted the night watch'))"
+
+Returns snippets only (`text` stays empty): the loop fetches and reads the pages it wants. `ddgs` is imported
+on the first search, so importing this module costs nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from assistant.errors import SearchError
+from assistant.search.base import SearchResult
+
+# ddgs ≥ 9 splits the region into country and language for every engine ("wt" is no language, so
+# Wikipedia would be asked at wt.wikipedia.org); its own default stands in for DuckDuckGo's "no region".
+_NO_REGION = {"wt-wt": "us-en", "": "us-en"}
+
+
+class DDGSSearch:
+    """`ddgs` text search; every ddgs failure becomes a `SearchError` saying what happened."""
+
+    name = "ddgs"
+
+    def __init__(self, region: str = "wt-wt", timeout: float = 10.0):
+        self.region = _NO_REGION.get(region.lower(), region.lower())
+        self.timeout = timeout
+
+    def search(self, query: str, max_results: int = 5) -> list[SearchResult]:
+        """Up to `max_results` web hits for `query`, with title, URL and snippet."""
+        try:
+            from ddgs import DDGS
+            from ddgs.exceptions import DDGSException, RatelimitException, TimeoutException
+        except ImportError:
+            raise SearchError(
+                "ddgs is not installed — run `pip install ddgs`, or search offline with --search local"
+            ) from None
+        if not query.strip():
+            return []
+        try:
+            # ddgs takes whole seconds; round up so a 0.5 s setting does not become "no timeout".
+            rows = DDGS(timeout=max(1, math.ceil(self.timeout))).text(
+                query, region=self.region, max_results=max_results
+            )
+        except RatelimitException as e:
+            raise SearchError(
+                f"web search (ddgs) was rate limited ({e}) — wait a minute, or use --search searxng or local"
+            ) from None
+        except TimeoutException as e:
+            raise SearchError(
+                f"web search (ddgs) timed out after {self.timeout:g}s ({e}) — check the network connection, "
+                "or use --search local"
+            ) from None
+        except DDGSException as e:
+            if "no results found" in str(e).lower():
+                return []  # ddgs raises rather than return an empty list
+            raise SearchError(
+                f"web search (ddgs) failed: {e} — check the network connection, or use --search local"
+            ) from None
+        except OSError as e:
+            raise SearchError(
+                f"web search (ddgs) could not reach the internet: {e} — check the connection, or use --search local"
+            ) from None
+        return _results(rows or [], max_results)
+
+
+def _results(rows: list[dict[str, Any]], max_results: int) -> list[SearchResult]:
+    """SearchResults from ddgs rows (`title`, `href`, `body`), skipping rows without a URL or repeated."""
+    out: list[SearchResult] = []
+    seen: set[str] = set()
+    for row in rows:
+        url = str(row.get("href") or "").strip()
+        if not url or url in seen:
+            continue
+        seen.add(url)
+        out.append(
+            SearchResult(
+                id=url,
+                title=str(row.get("title") or url).strip(),
+                url=url,
+                snippet=str(row.get("body") or "").strip(),
+                backend="ddgs",
+            )
+        )
+        if len(out) >= max_results:
+            break
+    return out
