@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
+# Before torch or llama_cpp load OpenMP: spinning OpenMP threads slow llama.cpp 8-20x beside other work.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import ipaddress
 import socket
 from collections.abc import Iterator
@@ -19,8 +24,6 @@ DATA = Path(__file__).parent / "data"
 @pytest.fixture(autouse=True)
 def isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test gets its own ASSISTANT_HOME and no ASSISTANT_* variables from the outside."""
-    import os
-
     for key in list(os.environ):
         if key.startswith("ASSISTANT_"):
             monkeypatch.delenv(key)
