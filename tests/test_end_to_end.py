@@ -49,8 +49,20 @@ def test_bundled_model_answers_from_the_index_with_a_correct_citation(smollm2: A
 
 @pytest.mark.slow
 def test_ask_json_has_every_field(index: Path):
-    result = runner.invoke(app, ["ask", "What is the capital of Colombia?", "--json", "--model", "smollm2-135m",
-                                 "--search", "local", "--index", str(index)])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "ask",
+            "What is the capital of Colombia?",
+            "--json",
+            "--model",
+            "smollm2-135m",
+            "--search",
+            "local",
+            "--index",
+            str(index),
+        ],
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert {"question", "answer", "short_answer", "sources", "model", "steps", "usage", "timings"} <= data.keys()
@@ -62,8 +74,9 @@ def test_ask_json_has_every_field(index: Path):
 
 @pytest.mark.slow
 def test_closed_book_streams_without_searching(index: Path):
-    result = runner.invoke(app, ["ask", "What is the capital of Colombia?", "--model", "smollm2-135m",
-                                 "--search", "none"])  # fmt: skip
+    result = runner.invoke(
+        app, ["ask", "What is the capital of Colombia?", "--model", "smollm2-135m", "--search", "none"]
+    )
     assert result.exit_code == 0, result.output
     assert "web_search" not in result.output and "Sources" not in result.output
     assert "smollm2-135m" in result.output

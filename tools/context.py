@@ -39,4 +39,5 @@ class ToolContext:
     passages_per_page: int = 2
     max_fetches: int = 6
     fetches: int = 0
+    known_urls: set[str] = field(default_factory=set)  # fetch_page may read only URLs that search returned
     failures: list[str] = field(default_factory=list)

@@ -14,7 +14,11 @@ from assistant.web import fetch_page as fetch
 
 def fetch_page(ctx: ToolContext, url: str) -> list[Passage]:
     """Read the web page at a URL and return its passages most relevant to the question."""
-    return read_passages(ctx, url.strip(), "", "")
+    url = url.strip()
+    if url not in ctx.known_urls:
+        # URLs the model makes up, or copies from page text, are how injected instructions would exfiltrate.
+        raise ToolRetry(f"{url} is not the URL of a source found by web_search: use one of those")
+    return read_passages(ctx, url, "", "")
 
 
 def read_passages(ctx: ToolContext, url: str, title: str, query: str) -> list[Passage]:

@@ -22,6 +22,7 @@ def web_search(ctx: ToolContext, query: str) -> list[Passage]:
     ctx.failures.extend(getattr(ctx.search, "last_failures", []) or [])
     passages: list[Passage] = []
     pages_read = 0
+    ctx.known_urls.update(r.url for r in results if r.url)
     for r in results:
         if r.text:  # the local index returns whole passages: nothing to read
             passages.append(Passage(r.id, r.title, r.url, r.text, r.snippet or r.text[:200]))
