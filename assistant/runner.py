@@ -48,8 +48,9 @@ class Assistant:
             return self.settings.loop == "multi"
         return self.spec.tool_calling
 
-    def ask(self, question: str, *, search: bool = True) -> Iterator[Event]:
-        """Answer one question; `search=False` answers closed-book with the same model."""
+    def ask(self, question: str, *, search: bool = True, multi: bool | None = None) -> Iterator[Event]:
+        """Answer one question; `search=False` answers closed-book with the same model, `multi=False` searches
+        once and answers (naive retrieve-then-answer), None follows the settings."""
         question = " ".join(question.split())
         if not question:
             raise AssistantError('the question is empty — pass a question, e.g. assistant ask "Who painted X?"')
@@ -73,7 +74,7 @@ class Assistant:
             ctx,
             default_tools(),
             max_steps=s.max_steps,
-            multi=self.multi_step(),
+            multi=self.multi_step() if multi is None else multi,
             context_tokens=s.context_tokens,
             max_tokens=s.max_tokens,
             temperature=s.temperature,

@@ -1,0 +1,1 @@
+"""Evaluation tasks (one dataset per file) and their scorers, installed as `assistant.evals`."""
