@@ -81,7 +81,8 @@ class RunState:
 
     def shown(self, budget: int, count: Callable[[str], int]) -> list[Source]:
         """The best sources that fit `budget` tokens: newest step first, then the search engine's order."""
-        chosen, used = [], 0
+        chosen: list[Source] = []
+        used = 0
         for s in sorted(self.sources, key=lambda s: (-self.rank[s.n][0], self.rank[s.n][1])):
             cost = count(f"[{s.n}] {s.title}: {s.text}")
             if used + cost > budget and chosen:

@@ -97,7 +97,8 @@ class LlamaCppBackend:
         return self._format(messages).prompt
 
     def _format(self, messages: list[Message]) -> Any:
-        return self.formatter(messages=[{"role": m.role, "content": m.content} for m in messages])
+        turns: list[Any] = [{"role": m.role, "content": m.content} for m in messages]
+        return self.formatter(messages=turns)
 
     def count_tokens(self, text: str) -> int:
         """Tokens `text` costs in this vocabulary."""
