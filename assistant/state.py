@@ -116,6 +116,10 @@ class RunState:
                 notes.append(f"citations {marks} added: the model cited nothing and those sources contain the answer")
             else:
                 notes.append("the answer cites no source, and no source shown contains it: treat it with care")
+        if self.ctx and not shown:
+            notes.append("no sources were found: this answer comes from the model's memory alone and may be wrong")
+        if self.ctx:
+            notes += getattr(self.ctx.search, "notes", [])
         if self.ctx and self.ctx.failures:
             notes += [f"could not reach: {f}" for f in dict.fromkeys(self.ctx.failures)]
         by_n = {s.n: s for s in self.sources}
@@ -131,4 +135,5 @@ class RunState:
             timings={k: round(v, 3) for k, v in self.timings.items()},
             search=self.search,
             notes=notes,
+            shown=[s.n for s in shown],
         )

@@ -191,3 +191,9 @@ def test_an_answer_no_source_supports_is_flagged(fake_model):
     a = final(run(fake_model, search, multi=False))
     assert a.sources == [] and "[" not in a.answer
     assert any("cites no source" in n for n in a.notes)
+
+
+def test_an_answer_without_any_source_says_it_comes_from_memory(fake_model):
+    fake_model.enqueue("Answer: Rembrandt")
+    a = final(run(fake_model, ListSearch(), multi=False))
+    assert a.sources == [] and any("memory alone" in n for n in a.notes)

@@ -10,6 +10,7 @@ on the first search, so importing this module costs nothing.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from assistant.errors import SearchError
@@ -47,24 +48,34 @@ class DDGSSearch:
             )
         except RatelimitException as e:
             raise SearchError(
-                f"web search (ddgs) was rate limited ({e}) — wait a minute, or use --search searxng or local"
+                f"web search (ddgs) was rate limited ({_brief(e)}) — wait a minute, or use --search searxng or local"
             ) from None
         except TimeoutException as e:
             raise SearchError(
-                f"web search (ddgs) timed out after {self.timeout:g}s ({e}) — check the network connection, "
+                f"web search (ddgs) timed out after {self.timeout:g}s ({_brief(e)}) — check the network connection, "
                 "or use --search local"
             ) from None
         except DDGSException as e:
             if "no results found" in str(e).lower():
                 return []  # ddgs raises rather than return an empty list
             raise SearchError(
-                f"web search (ddgs) failed: {e} — check the network connection, or use --search local"
+                f"web search (ddgs) failed: {_brief(e)} — check the network connection, or use --search local"
             ) from None
         except OSError as e:
             raise SearchError(
-                f"web search (ddgs) could not reach the internet: {e} — check the connection, or use --search local"
+                f"web search (ddgs) could not reach the internet: {_brief(e)} — check the connection, "
+                "or use --search local"
             ) from None
         return _results(rows or [], max_results)
+
+
+def _brief(error: BaseException) -> str:
+    """A short reason: ddgs errors embed whole URLs and nested debug reprs."""
+    text = str(error)
+    if "dns" in text.lower() or "name or service not known" in text.lower():
+        return "DNS lookup failed: no network?"
+    text = re.sub(r"\(?https?://\S+", "", text.splitlines()[0] if text else type(error).__name__)
+    return text[:120]
 
 
 def _results(rows: list[dict[str, Any]], max_results: int) -> list[SearchResult]:
