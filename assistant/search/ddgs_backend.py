@@ -74,7 +74,8 @@ def _brief(error: BaseException) -> str:
     text = str(error)
     if "dns" in text.lower() or "name or service not known" in text.lower():
         return "DNS lookup failed: no network?"
-    text = re.sub(r"\(?https?://\S+", "", text.splitlines()[0] if text else type(error).__name__)
+    first = text.splitlines()[0] if text else type(error).__name__
+    text = re.sub(r"(https?://[^/\s?;)]+)\S*", r"\1", first)  # keep the host, drop paths and queries
     return text[:120]
 
 
