@@ -273,3 +273,39 @@ def test_bench_script_runs_the_toy_on_cpu() -> None:
         ["none/bfloat16", "streamer", "thread"],
     ]
     assert all(float(row[-1]) > 0 for row in table[1:])
+
+
+def test_ask_through_the_cli_with_a_transformers_folder(phi3_folder: Path, tmp_path: Path) -> None:
+    """The same resolution and loading a user's `--model FOLDER` takes, closed-book and with a local index."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from assistant.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["ask", "Hello?", "--model", str(phi3_folder), "--search", "none", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["model"] == phi3_folder.name and data["usage"]["prompt_tokens"] > 0
+    src = tmp_path / "p.jsonl"
+    src.write_text('{"id": "a", "title": "Hello", "text": "Hello is a greeting."}\n')
+    assert runner.invoke(app, ["index", "build", str(src), "--out", str(tmp_path / "i.db")]).exit_code == 0
+    result = runner.invoke(
+        app,
+        [
+            "ask",
+            "Hello?",
+            "--model",
+            str(phi3_folder),
+            "--backend",
+            "transformers",
+            "--search",
+            "local",
+            "--index",
+            str(tmp_path / "i.db"),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["steps"][0]["sources"] == [1]
