@@ -191,3 +191,9 @@ def config() -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())
+
+
+from assistant.cli_runs import batch, eval_  # noqa: E402 (they use the options defined above)
+
+app.command("batch")(batch)
+app.command("eval")(eval_)

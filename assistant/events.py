@@ -72,11 +72,13 @@ class Answer:
     timings: dict[str, float]
     search: str = "none"
     notes: list[str] = field(default_factory=list)
+    shown: list[int] = field(default_factory=list)  # the numbers of the sources in the final prompt
 
     def to_dict(self) -> dict[str, Any]:
-        """The `ask --json` object."""
+        """The `ask --json` object (`shown` stays internal: evals read it to see what the model was given)."""
         data = asdict(self)
         data["sources"] = [s.public() for s in self.sources]
+        del data["shown"]
         return data
 
 

@@ -1,0 +1,202 @@
+"""The `batch` and `eval` commands: many questions, written as they are answered, resumable after any stop.
+
+Both share `ask`'s options (model, backend, search, index, …) and add `--concurrency N` (N questions at once
+where the backend can serve them: `--backend openai` against a server with parallel slots) and
+`--retry-errors`. A progress bar with rate and ETA shows on a terminal; piped, only warnings and a summary line
+go to stderr. The commands are registered in assistant/cli.py.
+
+    assistant batch questions.csv -o answers.jsonl --search local --index wiki.db
+    assistant eval /work/shared/data/triviaqa/wiki-dev300.jsonl --mode all --limit 50 --out runs/dev300
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, ProgressColumn, TextColumn, TimeRemainingColumn
+from rich.progress import Progress as Bar
+from rich.text import Text
+
+from assistant.cli import (
+    BackendOpt,
+    BaseUrlOpt,
+    IndexOpt,
+    ModelOpt,
+    SearchOpt,
+    SearxOpt,
+    _opt,
+    err,
+    fails_cleanly,
+    settings_from,
+)
+from assistant.errors import AssistantError
+
+ConcurrencyOpt = Annotated[
+    int, typer.Option("--concurrency", "-j", min=1, help="Questions at once (parallel only with --backend openai).")
+]
+RetryOpt = Annotated[bool, typer.Option("--retry-errors", help="Ask again the questions whose row is an error.")]
+MaxStepsOpt = Annotated[int | None, _opt("Most search steps.", "MAX_STEPS", "--max-steps")]
+
+
+def _warn(label: str, text: str, console: Console | None = None) -> None:
+    (console or err).print(f"[yellow]{label}:[/yellow] {escape(text)}", highlight=False, soft_wrap=True)
+
+
+class Rate(ProgressColumn):
+    """Questions per minute."""
+
+    def render(self, task: Any) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed * 60:.1f}/min" if speed else "–/min", style="progress.data.speed")
+
+
+class Reporter:
+    """A rich progress bar on a terminal (nothing when piped); each failed row as one warning line."""
+
+    def __init__(self, console: Console, label: str):
+        self.console, self.label = console, label
+        self.written = self.errors = 0
+        self.bar = Bar(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            Rate(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not console.is_terminal,
+        )
+
+    def start(self, total: int) -> None:
+        """Show the bar for `total` questions."""
+        self.task = self.bar.add_task(self.label, total=total)
+        self.bar.start()
+
+    def row(self, row: dict[str, Any]) -> None:
+        """Count a written row."""
+        self.written += 1
+        if row.get("error"):
+            self.errors += 1
+            where = row["id"] + (f" ({row['mode']})" if "mode" in row else "")
+            error = row["error"]  # an input line's error names its line already
+            _warn("warning", error if error.startswith("line ") else f"{where}: {error}", self.bar.console)
+        self.bar.advance(self.task)
+
+    def note(self, message: str) -> None:
+        """A repair of the output file, said once before the run."""
+        _warn("repaired", message, self.bar.console)
+
+    def stop(self) -> None:
+        """Remove the bar."""
+        self.bar.stop()
+
+
+def _interrupted(out: Path) -> typer.Exit:
+    err.print(f"interrupted: what was answered is in {out}; run the same command again to resume", soft_wrap=True)
+    return typer.Exit(130)
+
+
+@fails_cleanly
+def batch(
+    questions: Annotated[str, typer.Argument(help="JSONL, CSV (a 'question' column) or text file; - for stdin.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="JSONL file to append answers to; resumes if present.")],
+    fmt: Annotated[str, typer.Option("--format", help="auto | jsonl | csv | text (auto: by name/content).")] = "auto",
+    concurrency: ConcurrencyOpt = 1,
+    retry_errors: RetryOpt = False,
+    model: ModelOpt = None,
+    backend: BackendOpt = None,
+    base_url: BaseUrlOpt = None,
+    search: SearchOpt = None,
+    index: IndexOpt = None,
+    searxng_url: SearxOpt = None,
+    max_steps: MaxStepsOpt = None,
+) -> None:
+    """Answer every question of a file, one JSON line per answer in OUT; run it again to resume."""
+    from assistant.batch import PerThread, read_questions, run_batch, workers_for
+    from assistant.resultlog import ResultLog
+    from assistant.runner import Assistant
+
+    s = settings_from(model, backend, base_url, search, index, searxng_url, max_steps=max_steps)
+    items = read_questions(questions, fmt)
+    workers, note = workers_for(s, concurrency)
+    if note:
+        _warn("note", note)
+    reporter = Reporter(err, "answering")
+    with ResultLog(out, key=lambda row: row["id"]) as log:
+        for warning in log.warnings:
+            reporter.note(warning)
+        if retry_errors:
+            log.drop(lambda row: bool(row.get("error")))
+        skipped = sum(q.id in log.done for q in items)
+        if skipped < len(items):
+            assistants = PerThread(lambda: Assistant.from_settings(s))
+            assistants.spare.append(assistants.factory())  # load once up front: a bad model fails before any row
+            try:
+                run_batch(items, log, assistants, concurrency=workers, progress=reporter)
+            except KeyboardInterrupt:
+                raise _interrupted(out) from None
+            finally:
+                reporter.stop()
+    done = f"{reporter.written} rows written, {reporter.errors} of them errors, {skipped} already in {out}"
+    err.print(done, soft_wrap=True, highlight=False)
+
+
+@fails_cleanly
+def eval_(
+    dataset: Annotated[Path, typer.Argument(help="TriviaQA .json, or .jsonl of {question, answers|golden_answers}.")],
+    mode: Annotated[str, typer.Option("--mode", help="closed | rag | search | both (closed+search) | all.")] = "both",
+    limit: Annotated[int | None, typer.Option("--limit", "-n", min=1, help="Only this many questions.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Pick --limit questions at random with this seed.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for results and report.")] = None,
+    concurrency: ConcurrencyOpt = 1,
+    retry_errors: RetryOpt = False,
+    model: ModelOpt = None,
+    backend: BackendOpt = None,
+    base_url: BaseUrlOpt = None,
+    search: SearchOpt = None,
+    index: IndexOpt = None,
+    searxng_url: SearxOpt = None,
+    max_steps: MaxStepsOpt = None,
+) -> None:
+    """Score the assistant on a QA dataset (EM, F1, match) closed-book, as naive RAG and/or with its search loop."""
+    from assistant.batch import PerThread, workers_for
+    from assistant.evals.datasets import load_dataset
+    from assistant.evals.report import markdown, write_report
+    from assistant.evaluate import EvalRun, check_config, modes_for, run_config
+    from assistant.runner import Assistant
+
+    modes = modes_for(mode)
+    task = load_dataset(dataset).select(limit, seed)
+    for problem in task.problems[:5]:
+        _warn("warning", f"{dataset}: {problem}; skipped")
+    if len(task.problems) > 5:
+        _warn("warning", f"{dataset}: {len(task.problems) - 5} more lines skipped")
+    s = settings_from(model, backend, base_url, search, index, searxng_url, max_steps=max_steps)
+    if modes != ["closed"] and s.search_chain() in ([], ["none"]):
+        raise AssistantError(f"--mode {mode} needs search — pass e.g. --search local --index DB.db, or --mode closed")
+    out = out or Path("runs") / f"eval-{dataset.stem}"
+    workers, note = workers_for(s, concurrency)
+    if note:
+        _warn("note", note)
+    assistant = Assistant.from_settings(s)
+    config = run_config(assistant, dataset)
+    check_config(out, config)
+    run = EvalRun(task, modes, out, PerThread(lambda: Assistant.from_settings(s), [assistant]), workers, retry_errors)
+    reporter = Reporter(err, "/".join(modes))
+    try:
+        rows = run.run(reporter)
+    except KeyboardInterrupt:
+        raise _interrupted(out / "results.jsonl") from None
+    finally:
+        reporter.stop()
+    summary = write_report(out, rows, modes, {**config, "limit": limit, "seed": seed})
+    typer.echo(markdown(summary), nl=False)
+    sys.stdout.flush()  # the report before the summary line on stderr, also when both go to one pipe
+    files = f"{out}/results.jsonl, report.md, report.json, report.png"
+    done = f"{reporter.written} rows written, {reporter.errors} of them errors → {files}"
+    err.print(done, soft_wrap=True, highlight=False)

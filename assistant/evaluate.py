@@ -1,0 +1,177 @@
+"""Evaluate the assistant on a QA dataset in up to three modes, resumably: `assistant eval DATASET --mode all`.
+
+Modes, all with the same model: `closed` answers from the model alone; `rag` is the naive baseline (search once
+with the question, answer from the top passages); `search` is the agent loop as the settings run it (multi-step
+for models trusted with tools, else the same as rag). Each (question, mode) becomes one row of
+`DIR/results.jsonl` as soon as it is answered; re-running the same command skips the rows already there (the
+log is the one `assistant batch` uses: kill-safe, locked). `DIR/run.json` records what the run measures, and a
+resumed run must match it. At the end the report is rebuilt from every row of this selection (evals/report.py).
+
+`answer_in_context` says whether a gold alias occurs in the passages of the final prompt (`Answer.shown`, title
+and text as the prompt shows them): it separates retrieval misses from reading misses.
+
+    assistant eval /work/shared/data/triviaqa/wiki-dev300.jsonl --mode all --limit 20 --search local --index tqa.db
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from assistant.batch import PerThread, Progress, run_tasks
+from assistant.errors import AssistantError
+from assistant.evals.datasets import QAExample, QATask
+from assistant.evals.scoring import answer_in_context
+from assistant.events import Answer, Source, ToolReturned
+from assistant.resultlog import ResultLog
+from assistant.runner import Assistant
+
+# mode -> (search, multi) for Assistant.ask: multi None follows the settings
+MODES: dict[str, tuple[bool, bool | None]] = {"closed": (False, None), "rag": (True, False), "search": (True, None)}
+MODE_SETS = {
+    "closed": ["closed"],
+    "rag": ["rag"],
+    "search": ["search"],
+    "both": ["closed", "search"],
+    "all": ["closed", "rag", "search"],
+}
+# A resumed run must match these: each changes what the rows measure.
+CHECKED = ("dataset", "model", "backend", "search", "loop", "max_steps", "context_tokens", "max_results")
+
+
+@dataclass
+class EvalItem:
+    """One question in one mode."""
+
+    example: QAExample
+    mode: str
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """The row's key in results.jsonl."""
+        return (self.example.id, self.mode)
+
+
+def modes_for(name: str) -> list[str]:
+    """The modes `--mode NAME` runs."""
+    if name not in MODE_SETS:
+        raise AssistantError(f"unknown --mode {name!r} — one of: {', '.join(MODE_SETS)}")
+    return MODE_SETS[name]
+
+
+def eval_row(assistant: Assistant, task: QATask, item: EvalItem) -> dict[str, Any]:
+    """Ask one question in one mode and score it."""
+    search, multi = MODES[item.mode]
+    found: dict[int, Source] = {}
+    final = None
+    start = time.perf_counter()
+    for event in assistant.ask(item.example.question, search=search, multi=multi):
+        if isinstance(event, ToolReturned):
+            found.update((s.n, s) for s in event.sources)
+        elif isinstance(event, Answer):
+            final = event
+    seconds = time.perf_counter() - start
+    if final is None:
+        raise RuntimeError("the loop ended without an answer")
+    scores = task.evaluate(item.example, final.short_answer, final.answer)
+    shown = [f"{found[n].title} {found[n].text}" for n in final.shown if n in found]
+    return {
+        **_head(item),
+        "prediction": final.short_answer,
+        "answer": final.answer,
+        "em": scores.em,
+        "f1": round(scores.f1, 4),
+        "match": scores.match,
+        "answer_in_context": answer_in_context(shown, item.example.answers) if search else None,
+        "sources": [s.public() for s in final.sources],
+        "steps": len(final.steps),
+        "queries": [s["arguments"].get("query") for s in final.steps if s["tool"] == "web_search"],
+        "prompt_tokens": final.usage.get("prompt_tokens", 0),
+        "completion_tokens": final.usage.get("completion_tokens", 0),
+        "seconds": round(seconds, 3),
+        "notes": final.notes,
+        "error": None,
+    }
+
+
+def _head(item: EvalItem) -> dict[str, Any]:
+    e = item.example
+    return {"id": e.id, "mode": item.mode, "question": e.question, "gold": e.answers}
+
+
+def error_row(item: EvalItem, message: str) -> dict[str, Any]:
+    """The row of a question that could not be answered in a mode (left out of the scores, counted as error)."""
+    return {**_head(item), "error": message}
+
+
+def run_config(assistant: Assistant, dataset: Path) -> dict[str, Any]:
+    """What a run measures; stored as run.json and checked on resume."""
+    s = assistant.settings
+    return {
+        "dataset": str(dataset.expanduser().resolve()),
+        "model": assistant.model.name,
+        "backend": assistant.spec.backend,
+        "search": assistant.search.name if assistant.search else "none",
+        "loop": "multi" if assistant.multi_step() else "single",
+        "max_steps": s.max_steps,
+        "context_tokens": s.context_tokens,
+        "max_results": s.max_results,
+    }
+
+
+def check_config(out: Path, config: dict[str, Any]) -> None:
+    """Write run.json, or check that the run already in `out` measured the same thing."""
+    path = out / "run.json"
+    if path.exists():
+        old = json.loads(path.read_text(encoding="utf-8"))
+        diff = [k for k in CHECKED if old.get(k) != config.get(k)]
+        if diff:
+            what = ", ".join(f"{k}: {old.get(k)!r} there, {config.get(k)!r} now" for k in diff)
+            raise AssistantError(f"{out} holds another run ({what}) — pass another --out, or delete {out}")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+
+
+@dataclass
+class EvalRun:
+    """An eval of `task` in `modes`, writing to `out`."""
+
+    task: QATask
+    modes: list[str]
+    out: Path
+    assistants: PerThread[Assistant]
+    concurrency: int = 1
+    retry_errors: bool = False
+
+    def items(self) -> list[EvalItem]:
+        """Every (question, mode), mode by mode.
+
+        Not question by question: llama.cpp reuses the KV cache of the previous prompt's prefix, and `rag` and a
+        single-step `search` send the same prompt, so back to back the second would look faster and (cached
+        prefill computes in other batch sizes) can answer differently even at temperature 0.
+        """
+        return [EvalItem(e, m) for m in self.modes for e in self.task.examples]
+
+    def run(self, progress: Progress | None = None) -> list[dict[str, Any]]:
+        """Answer what results.jsonl lacks; return this selection's rows (the log's, in item order)."""
+        items = self.items()
+        with ResultLog(self.out / "results.jsonl", key=lambda r: (r["id"], r["mode"])) as log:
+            for warning in log.warnings:
+                if progress:
+                    progress.note(warning)
+            if self.retry_errors:
+                log.drop(lambda r: bool(r.get("error")))
+            todo = [i for i in items if i.key not in log.done]
+            if progress:
+                progress.start(len(todo))
+
+            def work(item: EvalItem) -> dict[str, Any]:
+                return eval_row(self.assistants.get(), self.task, item)
+
+            run_tasks(todo, work, error_row, log, concurrency=self.concurrency, progress=progress)
+            by_key = {(r["id"], r["mode"]): r for r in log.rows}
+        return [by_key[i.key] for i in items if i.key in by_key]

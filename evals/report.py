@@ -1,0 +1,185 @@
+"""The eval report: scores per mode, the uplift of search with a paired bootstrap interval, latency and tokens.
+
+`write_report(out, rows, modes, config)` writes `report.json` (everything, numbers in percent and seconds),
+`report.md` (the same as tables) and `report.png` (EM/F1/match bars per mode; latency per mode). Rows with an
+`error` are counted but left out of the scores. Uplifts are paired: over the questions answered without error
+in both modes, the mean difference of per-question scores, with a 95% interval from resampling those questions
+(2000 resamples, seed 0; evals/scoring.py `paired_bootstrap`).
+
+    python -m assistant.evals.report runs/eval-dev300    # rebuild the report from results.jsonl and run.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from assistant.evals.scoring import paired_bootstrap
+
+METRICS = ("em", "f1", "match")
+PAIRS = (("search", "closed"), ("search", "rag"), ("rag", "closed"))  # (better?, baseline)
+BOOTSTRAP = {"samples": 2000, "seed": 0}
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    import numpy as np
+
+    return round(float(np.percentile(values, q)), 3)
+
+
+def _mean(values: list[float], scale: float = 1.0, digits: int = 2) -> float | None:
+    return round(scale * sum(values) / len(values), digits) if values else None
+
+
+def _uplift(base: dict[str, Any], better: dict[str, Any], ids: list[str], metric: str) -> dict[str, Any]:
+    """Mean paired difference of `metric` in points, with its bootstrap interval."""
+    a, b = ([float(rows[i][metric]) for i in ids] for rows in (base, better))
+    interval = paired_bootstrap(a, b, **BOOTSTRAP)
+    return {k: v if k == "n" else round(100 * v, 2) for k, v in asdict(interval).items()}
+
+
+def summarize(rows: list[dict[str, Any]], modes: list[str], config: dict[str, Any]) -> dict[str, Any]:
+    """The report's numbers from results rows (one per question and mode)."""
+    ok = {m: {r["id"]: r for r in rows if r["mode"] == m and not r.get("error")} for m in modes}
+    per_mode: dict[str, Any] = {}
+    for m in modes:
+        good = list(ok[m].values())
+        in_ctx = [float(r["answer_in_context"]) for r in good if r.get("answer_in_context") is not None]
+        seconds = [float(r["seconds"]) for r in good]
+        per_mode[m] = {
+            "n": len(good),
+            "errors": sum(1 for r in rows if r["mode"] == m and r.get("error")),
+            **{k: _mean([float(r[k]) for r in good], 100) for k in METRICS},
+            "answer_in_context": _mean(in_ctx, 100),
+            "latency_p50": _percentile(seconds, 50),
+            "latency_p95": _percentile(seconds, 95),
+            **{k: _mean([float(r[k]) for r in good], digits=1) for k in ("prompt_tokens", "completion_tokens")},
+        }
+    uplift: dict[str, Any] = {}
+    for better, base in PAIRS:
+        if better not in ok or base not in ok:
+            continue
+        ids = [i for i in ok[base] if i in ok[better]]
+        uplift[f"{better}_vs_{base}"] = {k: _uplift(ok[base], ok[better], ids, k) for k in METRICS}
+    questions = len({r["id"] for r in rows})
+    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return {
+        "config": {**config, "modes": modes, "questions": questions, "created": created},
+        "modes": per_mode,
+        "uplift": uplift,
+        "bootstrap": BOOTSTRAP,
+    }
+
+
+def _num(v: float | None, fmt: str = "{:.1f}", sign: bool = False) -> str:
+    if v is None:
+        return "—"
+    text = fmt.format(v)
+    return f"+{text}" if sign and v >= 0 else text
+
+
+def _selection(c: dict[str, Any]) -> str:
+    if c.get("limit") is None:
+        return ""
+    return f" (the first {c['limit']})" if c.get("seed") is None else f" (a sample of {c['limit']}, seed {c['seed']})"
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    """report.md: a header line, the table per mode, the uplift table and what the columns mean."""
+    c = summary["config"]
+    lines = [
+        f"# Eval: {Path(c.get('dataset', '?')).name} — {c.get('model')} ({c.get('backend')}), search {c.get('search')}",
+        "",
+        f"{c['questions']} questions{_selection(c)} · modes {', '.join(c['modes'])} · loop {c.get('loop')} · "
+        f"{c['created']}",
+        "",
+        "| mode | n | EM | F1 | match | answer in context | latency p50 | latency p95 | tokens/question | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for mode, s in summary["modes"].items():
+        tokens = "—" if s["prompt_tokens"] is None else f"{s['prompt_tokens']:.0f} + {s['completion_tokens']:.0f}"
+        lat = [_num(s[k], "{:.2f} s") for k in ("latency_p50", "latency_p95")]
+        scores = [_num(s[k]) for k in (*METRICS, "answer_in_context")]
+        lines.append(f"| {mode} | {s['n']} | {' | '.join(scores)} | {' | '.join(lat)} | {tokens} | {s['errors']} |")
+    if summary["uplift"]:
+        b = summary["bootstrap"]
+        lines += [
+            "",
+            f"Uplift in points, mean over questions answered in both modes, with a paired bootstrap 95% interval "
+            f"({b['samples']} resamples of questions, seed {b['seed']}):",
+            "",
+            "| comparison | n | EM | F1 | match |",
+            "|---|---|---|---|---|",
+        ]
+        for name, u in summary["uplift"].items():
+            better, base = name.split("_vs_")
+            cells = [f"{_num(u[k]['mean'], sign=True)} [{_num(u[k]['low'])}, {_num(u[k]['high'])}]" for k in METRICS]
+            lines.append(f"| {better} − {base} | {u['em']['n']} | {' | '.join(cells)} |")
+    if c.get("loop") == "single" and "search" in c["modes"]:
+        lines += ["", "This model runs the single-step loop (not trusted with tools): `search` is the same as `rag`."]
+    lines += [
+        "",
+        "EM and F1 score the short answer with TriviaQA's official normalization (max over gold aliases); match: a "
+        "gold alias occurs, normalized, as a phrase in the whole answer (Self-RAG's metric); answer in context: a "
+        "gold alias occurs in the passages of the final prompt. Scores in percent; rows with errors are left out.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict[str, Any]], summary: dict[str, Any], path: Path) -> None:
+    """report.png: EM/F1/match bars per mode, and each mode's latencies as a box with the points."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    modes = list(summary["modes"])
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [3, 2]})
+    width = 0.8 / len(METRICS)
+    for j, metric in enumerate(METRICS):
+        values = [summary["modes"][m][metric] or 0.0 for m in modes]
+        xs = [i + (j - (len(METRICS) - 1) / 2) * width for i in range(len(modes))]
+        bars = left.bar(xs, values, width, label=metric.upper() if metric != "match" else "match")
+        left.bar_label(bars, fmt="%.0f", fontsize=8, padding=2)
+    left.set_xticks(range(len(modes)), [f"{m}\n(n={summary['modes'][m]['n']})" for m in modes])
+    left.set_ylabel("score (%)")
+    left.set_ylim(0, 115)  # room for the legend above 100
+    left.set_yticks(range(0, 101, 20))
+    left.legend(loc="upper left", frameon=False, ncols=3)
+    left.set_title("Scores by mode")
+    seconds = [[float(r["seconds"]) for r in rows if r["mode"] == m and not r.get("error")] for m in modes]
+    right.boxplot(seconds, whis=(0, 100), showfliers=False)  # whiskers span every point drawn over the box
+    right.set_xticks(range(1, len(modes) + 1), modes)
+    for i, values in enumerate(seconds, 1):
+        right.scatter([i] * len(values), values, s=10, alpha=0.5, color="C0", zorder=3)
+    right.set_ylabel("seconds per question")
+    right.set_ylim(bottom=0)
+    right.set_title("Latency by mode")
+    c = summary["config"]
+    fig.suptitle(f"{Path(c.get('dataset', '?')).name} · {c.get('model')} · search {c.get('search')}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(out: Path, rows: list[dict[str, Any]], modes: list[str], config: dict[str, Any]) -> dict[str, Any]:
+    """Write report.json, report.md and report.png into `out`; returns the summary."""
+    summary = summarize(rows, modes, config)
+    (out / "report.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (out / "report.md").write_text(markdown(summary), encoding="utf-8")
+    plot(rows, summary, out / "report.png")
+    return summary
+
+
+if __name__ == "__main__":  # pragma: no cover
+    folder = Path(sys.argv[1])
+    config = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+    rows = [json.loads(line) for line in (folder / "results.jsonl").read_text(encoding="utf-8").splitlines() if line]
+    modes = [m for m in ("closed", "rag", "search") if any(r["mode"] == m for r in rows)]
+    print(markdown(write_report(folder, rows, modes, config)), end="")
