@@ -19,7 +19,6 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 ROOT = Path(__file__).resolve().parent.parent
 PROMPT = "Write the numbers from 1 to 300 in words, separated by commas: one, two, three,"
 CONTEXT = " ".join(["The Night Watch is a 1642 painting by Rembrandt van Rijn, in the Rijksmuseum."] * 30)
@@ -29,6 +28,7 @@ def speed(path: str, threads: int, decode_tokens: int) -> dict[str, float]:
     """Prefill and decode tok/s through the project's backend and through llama_cpp directly."""
     import llama_cpp
 
+    import assistant  # noqa: F401  (the OpenMP spin policy, before llama_cpp loads)
     from assistant.models.base import Completion, GenerationOptions, Message
     from assistant.models.llama_cpp import LlamaCppBackend
 

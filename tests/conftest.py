@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import os
-
-# Before torch or llama_cpp load OpenMP: spinning OpenMP threads slow llama.cpp 8-20x beside other work.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 import ipaddress
+import os
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field

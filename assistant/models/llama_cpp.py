@@ -32,8 +32,8 @@ TEMPLATES = {"phi-3": PHI3_TEMPLATE, "chatml": CHATML_TEMPLATE}
 
 
 def _import_llama() -> Any:
-    # OpenMP threads spin-wait by default: with another busy process on the CPU, llama.cpp slows 8-20x.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    import assistant  # noqa: F401  (sets the OpenMP spin policy before llama_cpp loads OpenMP)
+
     try:
         import llama_cpp
     except ImportError:
