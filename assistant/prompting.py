@@ -19,6 +19,29 @@ _CITATION = re.compile(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
 _LABEL = re.compile(r"^\s*\**(answer|short answer|explanation|because)\**\s*[:：]\s*", re.I)
 
 
+_PREFIX = re.compile(r"^(?:the )?(?:short |final )?answer(?: is)?\s*[:：-]?\s+", re.I)
+
+
+def trim_restatement(short: str, question: str) -> str:
+    """Drop the leading and trailing words that only restate the question ("The capital of Colombia is Bogotá"
+    → "Bogotá"); small models answer in sentences. Keeps the text whole if nothing new would remain."""
+    words = short.split()
+    if not question or len(words) < 3:
+        return short
+    known = set(tokenize(question)) | STOP_WORDS
+
+    def restates(word: str) -> bool:
+        return all(t in known for t in tokenize(word))
+
+    start, end = 0, len(words)
+    while start < end and restates(words[start]):
+        start += 1
+    while end > start and restates(words[end - 1]):
+        end -= 1
+    core = " ".join(words[start:end]).strip(" ,;:.!?\"'")
+    return core if core and any(t not in STOP_WORDS for t in tokenize(core)) else short
+
+
 def load_prompt(name: str) -> str:
     """The text of prompts/<name>.md."""
     return files("assistant.prompts").joinpath(f"{name}.md").read_text(encoding="utf-8").strip()
@@ -74,7 +97,7 @@ class ParsedAnswer:
     dropped: list[int]
 
 
-def parse_answer(text: str, shown: set[int]) -> ParsedAnswer:
+def parse_answer(text: str, shown: set[int], question: str = "") -> ParsedAnswer:
     """Split a reply into short answer and explanation; remove citations of sources that were never shown."""
     cited: list[int] = []
     dropped: list[int] = []
@@ -98,6 +121,7 @@ def parse_answer(text: str, shown: set[int]) -> ParsedAnswer:
         short = re.split(r"(?<=[.!?])\s", _LABEL.sub("", lines[0]), maxsplit=1)[0]
     short = _CITATION.sub("", short).strip().strip("*").strip()
     short = re.sub(r"\s+", " ", short).rstrip(".").strip()
+    short = trim_restatement(_PREFIX.sub("", short), question)
     answer = "\n".join(_LABEL.sub("", line) if i else line for i, line in enumerate(lines))
     answer = re.sub(r"^\s*\**answer\**\s*[:：]\s*", "", answer, flags=re.I)
     return ParsedAnswer(answer=answer.strip(), short_answer=short, cited=cited, dropped=sorted(set(dropped)))

@@ -104,7 +104,7 @@ class RunState:
 
     def answer(self, text: str, shown: list[Source]) -> Answer:
         """The final Answer event; citations of sources never shown to the model are removed."""
-        parsed = parse_answer(text, {s.n for s in shown})
+        parsed = parse_answer(text, {s.n for s in shown}, self.question)
         notes = [f"removed citation [{n}]: no such source was shown" for n in parsed.dropped]
         if shown and not parsed.cited:
             # Small models often cite nothing: cite the shown sources that contain the answer, and say so.

@@ -38,3 +38,19 @@ def test_tool_call_shapes():
         assert error is None and calls[0].arguments == {"query": "x"}, text
     assert parse_tool_calls("{not json", names)[1].startswith("could not parse")
     assert parse_tool_calls('{"name": "web_search", "arguments": [1]}', names)[1].endswith("a JSON object")
+
+
+def test_sentences_that_restate_the_question_are_trimmed_to_the_answer():
+    cases = [
+        ("What is the capital of Colombia?", "The capital of Colombia is Bogotá.", "Bogotá"),
+        (
+            "Who had a top 40 hit UK single in 1966 with Mustang Sally?",
+            "Wilson Pickett had a top 40 hit UK single in 1966 with Mustang Sally.",
+            "Wilson Pickett",
+        ),
+        ("Who painted The Night Watch?", "The answer is: Rembrandt van Rijn", "Rembrandt van Rijn"),
+        ("Which river flows through Paris, the Seine or the Loire?", "Answer: the Seine", "the Seine"),
+        ("Who painted The Night Watch?", "Answer: Rembrandt [1]", "Rembrandt"),
+    ]
+    for question, reply, short in cases:
+        assert parse_answer(reply, {1}, question).short_answer == short, reply
