@@ -178,7 +178,7 @@ def test_an_uncited_answer_found_in_a_source_gets_that_citation(fake_model):
     search = ListSearch(table={"Who painted The Night Watch?": [AMSTERDAM, NIGHT_WATCH]})
     fake_model.enqueue("Rembrandt van Rijn painted it.")
     a = final(run(fake_model, search, multi=False))
-    assert a.short_answer == "Rembrandt van Rijn painted it"
+    assert a.short_answer == "Rembrandt van Rijn" and [s.id for s in a.sources] == ["nw"]
     fake_model.enqueue("Answer: Rembrandt van Rijn\nExplanation: a Dutch master.")
     a = final(run(fake_model, search, multi=False))
     assert a.answer.startswith("Rembrandt van Rijn [2]") and [s.id for s in a.sources] == ["nw"]
