@@ -30,6 +30,7 @@ def answer(
     max_tokens: int = 256,
     temperature: float = 0.0,
     load_seconds: float = 0.0,
+    example: bool = True,
 ) -> Generator[Event, None, None]:
     """Answer `question`, yielding events; the last event is an `Answer`. `ctx=None` answers closed-book."""
     search = ctx.search if ctx else None
@@ -44,7 +45,9 @@ def answer(
     for step in range(1, max_steps + 1):
         last = not multi or step == max_steps
         shown = state.shown(context_tokens, model.count_tokens)
-        reply = yield from _generate(model, search_messages(question, shown, state.notes, not last), opts, state)
+        reply = yield from _generate(
+            model, search_messages(question, shown, state.notes, not last, example), opts, state
+        )
         if last or not abstained(parse_answer(reply.text, set()).short_answer):
             yield state.answer(reply.text, shown)
             return

