@@ -49,6 +49,8 @@ class EventPrinter:
             for s in answer.sources:
                 where = s.url or s.id
                 c.print(f"  [{s.n}] {escape(s.title)} — {escape(where)}", highlight=False)
+                if s.snippet:
+                    c.print(f"      [dim]{escape(' '.join(s.snippet.split())[:160])}[/dim]", highlight=False)
         for note in answer.notes:
             c.print(f"[yellow]note: {escape(note)}[/yellow]")
         t = answer.timings
