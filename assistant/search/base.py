@@ -6,7 +6,7 @@ Web backends return snippets (the loop reads the pages); the local index returns
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass
@@ -30,3 +30,23 @@ class SearchBackend(Protocol):
     def search(self, query: str, max_results: int = 5) -> list[SearchResult]:
         """Up to `max_results` hits for `query`, best first."""
         ...
+
+
+def web_results(
+    rows: list[Any], backend: str, snippet_key: str, max_results: int, url_key: str = "url"
+) -> list[SearchResult]:
+    """SearchResults from a web engine's JSON rows, skipping rows that are not objects, lack a URL or repeat one."""
+    out: list[SearchResult] = []
+    seen: set[str] = set()
+    for row in rows:
+        if not isinstance(row, dict):
+            continue
+        url = str(row.get(url_key) or "").strip()
+        if not url or url in seen:
+            continue
+        seen.add(url)
+        title = str(row.get("title") or url).strip()
+        out.append(SearchResult(url, title, url, str(row.get(snippet_key) or "").strip(), backend=backend))
+        if len(out) >= max_results:
+            break
+    return out

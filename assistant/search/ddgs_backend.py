@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
 
 from assistant.errors import SearchError
-from assistant.search.base import SearchResult
+from assistant.search.base import SearchResult, web_results
 
 # ddgs ≥ 9 splits the region into country and language for every engine ("wt" is no language, so
 # Wikipedia would be asked at wt.wikipedia.org); its own default stands in for DuckDuckGo's "no region".
@@ -66,7 +65,7 @@ class DDGSSearch:
                 f"web search (ddgs) could not reach the internet: {_brief(e)} — check the connection, "
                 "or use --search local"
             ) from None
-        return _results(rows or [], max_results)
+        return web_results(rows or [], "ddgs", "body", max_results, url_key="href")
 
 
 def _brief(error: BaseException) -> str:
@@ -77,26 +76,3 @@ def _brief(error: BaseException) -> str:
     first = text.splitlines()[0] if text else type(error).__name__
     text = re.sub(r"(https?://[^/\s?;)]+)\S*", r"\1", first)  # keep the host, drop paths and queries
     return text[:120]
-
-
-def _results(rows: list[dict[str, Any]], max_results: int) -> list[SearchResult]:
-    """SearchResults from ddgs rows (`title`, `href`, `body`), skipping rows without a URL or repeated."""
-    out: list[SearchResult] = []
-    seen: set[str] = set()
-    for row in rows:
-        url = str(row.get("href") or "").strip()
-        if not url or url in seen:
-            continue
-        seen.add(url)
-        out.append(
-            SearchResult(
-                id=url,
-                title=str(row.get("title") or url).strip(),
-                url=url,
-                snippet=str(row.get("body") or "").strip(),
-                backend="ddgs",
-            )
-        )
-        if len(out) >= max_results:
-            break
-    return out

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from assistant.errors import SearchError
-from assistant.search.base import SearchResult
+from assistant.search.base import SearchResult, web_results
 
 _HINTS = {
     403: "enable the json format in SearXNG's settings.yml (search: formats: [html, json]) and restart it",
@@ -69,7 +69,7 @@ class SearxngSearch:
         if resp.status_code >= 400:
             hint = _HINTS.get(resp.status_code, "check the instance's logs").format(base=self.base_url)
             raise SearchError(f"SearXNG at {self.base_url} answered HTTP {resp.status_code} — {hint}")
-        return _results(self._json(resp), max_results)
+        return web_results(self._json(resp), "searxng", "content", max_results)
 
     def _json(self, resp: httpx.Response) -> list[Any]:
         try:
@@ -86,28 +86,3 @@ class SearxngSearch:
                 "root of a SearXNG instance?"
             )
         return data["results"]
-
-
-def _results(rows: list[Any], max_results: int) -> list[SearchResult]:
-    """SearchResults from SearXNG's `results` (`url`, `title`, `content`), skipping odd or repeated rows."""
-    out: list[SearchResult] = []
-    seen: set[str] = set()
-    for row in rows:
-        if not isinstance(row, dict):
-            continue
-        url = str(row.get("url") or "").strip()
-        if not url or url in seen:
-            continue
-        seen.add(url)
-        out.append(
-            SearchResult(
-                id=url,
-                title=str(row.get("title") or url).strip(),
-                url=url,
-                snippet=str(row.get("content") or "").strip(),
-                backend="searxng",
-            )
-        )
-        if len(out) >= max_results:
-            break
-    return out
