@@ -16,6 +16,7 @@ class EventPrinter:
         self.console = console
         self.show_steps = show_steps
         self.streaming = False
+        self.streamed: list[str] = []
 
     def __call__(self, event: Event) -> None:
         """Render one event."""
@@ -23,6 +24,7 @@ class EventPrinter:
         if isinstance(event, Token):
             c.print(Text(event.text), end="", soft_wrap=True)
             self.streaming = True
+            self.streamed.append(event.text)
             return
         if self.streaming:
             c.print()
@@ -30,6 +32,7 @@ class EventPrinter:
         if isinstance(event, StepStarted) or not self.show_steps and not isinstance(event, Answer):
             return
         if isinstance(event, ToolCalled):
+            self.streamed.clear()
             args = ", ".join(f"{k}={v!r}" for k, v in event.arguments.items())
             c.print(f"[dim]→ {event.name}({escape(args)})[/dim]")
         elif isinstance(event, ToolReturned):
@@ -39,6 +42,8 @@ class EventPrinter:
                 titles = "; ".join(dict.fromkeys(s.title for s in event.sources))
                 c.print(f"[dim]  {escape(event.summary)} ({event.seconds:.1f}s): {escape(titles)[:160]}[/dim]")
         elif isinstance(event, Answer):
+            if " ".join(event.answer.split()) != " ".join("".join(self.streamed).split()):
+                c.print(f"[bold]→[/bold] {escape(event.answer)}")  # citations were checked: show the result
             self.sources(event)
 
     def sources(self, answer: Answer) -> None:

@@ -197,3 +197,20 @@ def test_an_answer_without_any_source_says_it_comes_from_memory(fake_model):
     fake_model.enqueue("Answer: Rembrandt")
     a = final(run(fake_model, ListSearch(), multi=False))
     assert a.sources == [] and any("memory alone" in n for n in a.notes)
+
+
+def test_the_terminal_shows_the_checked_answer_when_it_differs_from_the_stream(fake_model):
+    from rich.console import Console
+
+    from assistant.render import EventPrinter
+
+    search = ListSearch(table={"Who painted The Night Watch?": [NIGHT_WATCH]})
+    fake_model.enqueue("Answer: Rembrandt [1][9]")
+    console = Console(record=True, width=100, color_system=None)
+    printer = EventPrinter(console)
+    for event in run(fake_model, search, multi=False):
+        printer(event)
+    text = console.export_text()
+    assert "Answer: Rembrandt [1][9]" in text, "the model's words stream as they come"
+    assert "→ Rembrandt [1]\n" in text and "[1] The Night Watch — nw" in text
+    assert "removed citation [9]" in text
