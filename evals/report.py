@@ -60,6 +60,7 @@ def summarize(rows: list[dict[str, Any]], modes: list[str], config: dict[str, An
             "latency_p50": _percentile(seconds, 50),
             "latency_p95": _percentile(seconds, 95),
             **{k: _mean([float(r[k]) for r in good], digits=1) for k in ("prompt_tokens", "completion_tokens")},
+            "failures": failures(good),
         }
     uplift: dict[str, Any] = {}
     for better, base in PAIRS:
@@ -74,6 +75,18 @@ def summarize(rows: list[dict[str, Any]], modes: list[str], config: dict[str, An
         "modes": per_mode,
         "uplift": uplift,
         "bootstrap": BOOTSTRAP,
+    }
+
+
+def failures(rows: list[dict[str, Any]]) -> dict[str, int] | None:
+    """Why answers missed (EM 0), for modes that searched: where to improve the loop."""
+    if not any(r.get("answer_in_context") is not None for r in rows):
+        return None
+    wrong = [r for r in rows if not r["em"]]
+    return {
+        "retrieval_missed": sum(1 for r in wrong if not r.get("answer_in_context")),
+        "in_context_not_extracted": sum(1 for r in wrong if r.get("answer_in_context") and not r["match"]),
+        "extracted_but_not_exact": sum(1 for r in wrong if r.get("answer_in_context") and r["match"]),
     }
 
 
@@ -121,6 +134,22 @@ def markdown(summary: dict[str, Any]) -> str:
             better, base = name.split("_vs_")
             cells = [f"{_num(u[k]['mean'], sign=True)} [{_num(u[k]['low'])}, {_num(u[k]['high'])}]" for k in METRICS]
             lines.append(f"| {better} − {base} | {u['em']['n']} | {' | '.join(cells)} |")
+    missed = {m: s["failures"] for m, s in summary["modes"].items() if s.get("failures")}
+    if missed:
+        lines += [
+            "",
+            "Answers with EM 0, by cause: retrieval missed (no gold alias in the prompt's passages); in context but "
+            "not extracted (an alias was in the passages, not in the answer); extracted but not exact (the answer "
+            "holds an alias, the short answer is not exactly one):",
+            "",
+            "| mode | retrieval missed | in context, not extracted | extracted, not exact |",
+            "|---|---|---|---|",
+        ]
+        for mode, f in missed.items():
+            lines.append(
+                f"| {mode} | {f['retrieval_missed']} | {f['in_context_not_extracted']} | "
+                f"{f['extracted_but_not_exact']} |"
+            )
     if c.get("loop") == "single" and "search" in c["modes"]:
         lines += ["", "This model runs the single-step loop (not trusted with tools): `search` is the same as `rag`."]
     lines += [

@@ -237,3 +237,17 @@ def test_eval_modes_that_search_need_a_search_backend(two_questions: Path):
     assert result.exit_code == 1 and "--mode rag needs search" in result.output, result.output
     result = runner.invoke(app, ["eval", str(two_questions), "--mode", "everything"])
     assert result.exit_code == 1 and "unknown --mode 'everything'" in result.output, result.output
+
+
+def test_failures_are_split_by_cause():
+    from assistant.evals.report import failures
+
+    rows = [
+        {"em": 1.0, "match": 1.0, "answer_in_context": True},
+        {"em": 0.0, "match": 0.0, "answer_in_context": False},
+        {"em": 0.0, "match": 0.0, "answer_in_context": True},
+        {"em": 0.0, "match": 1.0, "answer_in_context": True},
+        {"em": 0.0, "match": 1.0, "answer_in_context": True},
+    ]
+    assert failures(rows) == {"retrieval_missed": 1, "in_context_not_extracted": 1, "extracted_but_not_exact": 2}
+    assert failures([{"em": 0.0, "match": 0.0, "answer_in_context": None}]) is None
