@@ -4,7 +4,9 @@
 first step (small models choose tools poorly), so step one is naive retrieve-then-answer at its cost. In
 multi-step mode the model may reply "unknown" instead; it then picks the next call itself (web_search with a new
 query, or fetch_page on a source), decoded under a grammar that admits only valid calls, and answers again from
-old and new sources. The last step always answers. A bad call becomes a note the model sees, never a crash.
+old and new sources. The last step always answers, and so does a step after a call that found nothing new (a
+repeated query, a failed fetch): measured on TriviaQA, Qwen-1.5B otherwise re-ran the question as its "new" query
+until the step limit. A bad call becomes a note the model sees, never a crash.
 """
 
 from __future__ import annotations
@@ -42,8 +44,9 @@ def answer(
         yield state.answer(completion.text, [])
         return
     yield from state.call(1, tools["web_search"], {"query": question}, by="policy")
+    stuck = False  # the last call found nothing new: searching on would only repeat itself
     for step in range(1, max_steps + 1):
-        last = not multi or step == max_steps
+        last = not multi or step == max_steps or stuck
         shown = state.shown(context_tokens, model.count_tokens)
         reply = yield from _generate(
             model, search_messages(question, shown, state.notes, not last, example), opts, state
@@ -55,10 +58,12 @@ def answer(
         forced = GenerationOptions(max_tokens=96, tools=[t.spec() for t in usable.values()], tool_choice="required")
         messages = next_step_messages(question, shown, state.queries(), state.notes)
         pick = yield from _generate(model, messages, forced, state)
+        known = len(state.sources)
         for call in pick.tool_calls[:1]:
             yield from state.call(step + 1, usable[call.name], call.arguments)
         if not pick.tool_calls:
             state.notes.append(f"Note: no valid tool call ({pick.tool_error or pick.text[:80]!r})")
+        stuck = len(state.sources) == known
 
 
 def _generate(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 from assistant.errors import SearchError
@@ -112,27 +113,38 @@ def test_a_bad_tool_call_becomes_a_note_not_a_crash(fake_model):
     assert "unknown tool 'delete_files'" in fake_model.history[2][0][1].content
 
 
-def test_bad_arguments_and_repeated_calls_are_observations(fake_model):
+def test_bad_arguments_are_an_observation_and_the_next_step_answers(fake_model):
     q = "Who painted The Night Watch?"
     search = ListSearch(table={q: [NIGHT_WATCH]})
-    fake_model.enqueue(
-        "Answer: unknown",
-        '{"name": "web_search", "arguments": {"query": 42}}',
-        "Answer: not found",
-        '{"name": "web_search", "arguments": {"query": "Who painted The Night Watch?"}}',
-        "Answer: Rembrandt [1]",
-    )
+    fake_model.enqueue("Answer: unknown", '{"name": "web_search", "arguments": {"query": 42}}', "Answer: Rembrandt [1]")
     events = run(fake_model, search, max_steps=3)
     errors = [e.error for e in events if isinstance(e, ToolReturned) and e.error]
     assert any("bad arguments for web_search" in e for e in errors)
-    assert any("already called" in e for e in errors)
-    assert search.queries == [q], "a repeated call does not search again"
-    assert "already called" in fake_model.history[-1][0][1].content
-    assert final(events).short_answer == "Rembrandt"
+    last_prompt = fake_model.history[-1][0][1].content
+    assert "bad arguments" in last_prompt and "unknown" not in last_prompt, "nothing new was found: answer now"
+    assert final(events).short_answer == "Rembrandt" and len(fake_model.history) == 3
+
+
+def test_a_repeated_query_does_not_search_again(fake_model):
+    q = "Who painted The Night Watch?"
+    search = ListSearch(table={q: [NIGHT_WATCH]})
+    fake_model.enqueue(
+        "Answer: unknown", json.dumps({"name": "web_search", "arguments": {"query": q}}), "Answer: Rembrandt"
+    )
+    events = run(fake_model, search, max_steps=3)
+    assert search.queries == [q]
+    assert any("already called" in (e.error or "") for e in events if isinstance(e, ToolReturned))
+    assert final(events).short_answer == "Rembrandt" and len(fake_model.history) == 3
 
 
 def test_at_the_step_limit_the_model_must_answer(fake_model):
-    search = ListSearch(table={"Who painted The Night Watch?": [NIGHT_WATCH]})
+    search = ListSearch(
+        table={
+            "Who painted The Night Watch?": [NIGHT_WATCH],
+            "a": [AMSTERDAM],
+            "b": [SearchResult("x", "X", "", "", "Another passage.")],
+        }
+    )
     call = '{"name": "web_search", "arguments": {"query": "%s"}}'
     fake_model.enqueue("Answer: unknown", call % "a", "Answer: unknown", call % "b", "Answer: unknown")
     a = final(run(fake_model, search, max_steps=3))
