@@ -8,6 +8,7 @@ The prompt is rebuilt at each step from the question, the best sources within a 
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from importlib.resources import files
 
@@ -53,18 +54,14 @@ def render_sources(sources: list[Source]) -> str:
     return f"<sources untrusted>\n{body}\n</sources>"
 
 
-def search_messages(
-    question: str, sources: list[Source], notes: list[str], may_abstain: bool, example: bool = True
-) -> list[Message]:
-    """The messages of one answering step; `may_abstain` lets the model say it needs to search again.
+def search_messages(question: str, sources: list[Source], notes: list[str], example: bool = True) -> list[Message]:
+    """The messages of one answering step.
 
     `example` shows the reply's shape by example ("Paris [2]"): 1.5B models need it (TriviaQA EM 11/20 with it,
     1/20 without, on questions 200-219 of wiki-dev300), while SmolLM2-135M copies it as its answer."""
     parts = [render_sources(sources)] if sources else ["(no sources found)"]
     parts += notes
     parts += [f"Question: {question}", load_prompt("answer_example" if example else "answer_format")]
-    if may_abstain:
-        parts.append(load_prompt("search_more"))
     system = load_prompt("search")
     return [Message("system", system), Message("user", "\n".join(parts))]
 
@@ -139,7 +136,13 @@ def attribute(short_answer: str, question: str, sources: list[Source]) -> list[i
     """Sources that support an uncited answer: they hold every content word it adds to the question."""
     if abstained(short_answer):
         return []
-    novel = set(tokenize(short_answer)) - set(tokenize(question)) - STOP_WORDS
+    novel = _folded(short_answer) - _folded(question) - STOP_WORDS
     if not novel:
         return []
-    return [s.n for s in sources if novel <= set(tokenize(f"{s.title} {s.text}"))]
+    return [s.n for s in sources if novel <= _folded(f"{s.title} {s.text}")]
+
+
+def _folded(text: str) -> set[str]:
+    """Word tokens without accents: "Bogota" supports "Bogotá"."""
+    plain = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    return set(tokenize(plain))

@@ -103,7 +103,9 @@ def test_bad_input_is_one_clear_line_and_exit_1(args: list[str], message: str):
 
 
 def test_an_unreachable_search_backend_is_named_in_the_answer(fake_model, monkeypatch):
-    settings = load_settings(search="searxng", searxng_url="http://127.0.0.1:9", cache_ttl=0, fetch_timeout=2)
+    settings = load_settings(
+        search="searxng", searxng_url="http://127.0.0.1:9", cache_ttl=0, fetch_timeout=2, loop="single"
+    )
     fake_model.enqueue("Answer: I could not search.")
     answer = list(Assistant.from_settings(settings, model=fake_model).ask("Who painted The Night Watch?"))[-1]
     assert isinstance(answer, Answer)
