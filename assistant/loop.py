@@ -73,7 +73,10 @@ def answer(
 
 
 def supported(short_answer: str, question: str, shown: list[Source]) -> bool:
-    """Whether a shown source holds the answer; an unsupported answer (or "unknown") earns another search."""
+    """Whether a shown source holds the answer; an unsupported answer (or "unknown") earns another search.
+    Yes/no answers cannot be found in a text, so they count as supported."""
+    if short_answer.strip().lower().rstrip(".!") in ("yes", "no"):
+        return True
     return not abstained(short_answer) and bool(attribute(short_answer, question, shown))
 
 

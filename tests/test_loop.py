@@ -226,3 +226,18 @@ def test_the_terminal_shows_the_checked_answer_when_it_differs_from_the_stream(f
     assert "Answer: Rembrandt [1][9]" in text, "the model's words stream as they come"
     assert "→ Rembrandt [1]\n" in text and "[1] The Night Watch — nw" in text
     assert "removed citation [9]" in text
+
+
+def test_auto_runs_the_single_step_loop_and_multi_must_be_asked_for(fake_model):
+    from assistant.runner import Assistant
+    from assistant.settings import load_settings
+
+    assert not Assistant.from_settings(load_settings(search="none"), model=fake_model).multi_step()
+    assert Assistant.from_settings(load_settings(search="none", loop="multi"), model=fake_model).multi_step()
+
+
+def test_yes_no_answers_do_not_trigger_another_search(fake_model):
+    search = ListSearch(table={"Is The Night Watch by Rembrandt?": [NIGHT_WATCH]})
+    fake_model.enqueue("yes [1]")
+    a = final(run(fake_model, search, question="Is The Night Watch by Rembrandt?"))
+    assert a.short_answer == "yes" and len(fake_model.history) == 1
