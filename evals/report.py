@@ -151,7 +151,11 @@ def markdown(summary: dict[str, Any]) -> str:
                 f"{f['extracted_but_not_exact']} |"
             )
     if c.get("loop") == "single" and "search" in c["modes"]:
-        lines += ["", "This model runs the single-step loop (not trusted with tools): `search` is the same as `rag`."]
+        lines += [
+            "",
+            "This run used the single-step loop (`loop` auto or single, or a model not trusted with tools): `search` "
+            "is the same as `rag`. ASSISTANT_LOOP=multi evaluates the multi-step loop.",
+        ]
     lines += [
         "",
         "EM and F1 score the short answer with TriviaQA's official normalization (max over gold aliases); match: a "
