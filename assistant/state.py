@@ -24,6 +24,7 @@ class RunState:
     ctx: ToolContext | None = None
     sources: list[Source] = field(default_factory=list)
     rank: dict[int, tuple[int, int]] = field(default_factory=dict)  # n -> (step, position): newest step first
+    seen: dict[str, int] = field(default_factory=dict)  # passage id or text digest -> n
     notes: list[str] = field(default_factory=list)
     calls: set[str] = field(default_factory=set)
     usage: Usage = field(default_factory=Usage)
@@ -70,13 +71,14 @@ class RunState:
 
     def _add(self, id: str, title: str, url: str, snippet: str, text: str, rank: tuple[int, int]) -> Source:
         digest = hashlib.sha1(" ".join(text.split()).encode()).hexdigest()
-        for s in self.sources:
-            if s.id == id or hashlib.sha1(" ".join(s.text.split()).encode()).hexdigest() == digest:
-                self.rank[s.n] = max(self.rank[s.n], rank)
-                return s
+        n = self.seen.get(id) or self.seen.get(digest)  # the same passage found again keeps its number
+        if n:
+            self.rank[n] = max(self.rank[n], rank)
+            return self.sources[n - 1]
         source = Source(len(self.sources) + 1, id, title, url, snippet, text)
         self.sources.append(source)
         self.rank[source.n] = rank
+        self.seen[id] = self.seen[digest] = source.n
         return source
 
     def shown(self, budget: int, count: Callable[[str], int]) -> list[Source]:

@@ -241,3 +241,12 @@ def test_yes_no_answers_do_not_trigger_another_search(fake_model):
     fake_model.enqueue("yes [1]")
     a = final(run(fake_model, search, question="Is The Night Watch by Rembrandt?"))
     assert a.short_answer == "yes" and len(fake_model.history) == 1
+
+
+def test_the_same_passage_found_twice_is_one_source(fake_model):
+    copy = SearchResult("mirror", "Mirror", "", "", "The Night Watch  is a 1642 painting by Rembrandt van Rijn.")
+    search = ListSearch(table={"Who painted The Night Watch?": [NIGHT_WATCH, copy, AMSTERDAM]})
+    fake_model.enqueue("Answer: Rembrandt [1]")
+    run(fake_model, search, multi=False)
+    prompt = fake_model.history[0][0][1].content
+    assert "[1] The Night Watch" in prompt and "[2] Rijksmuseum" in prompt and "Mirror" not in prompt
