@@ -61,8 +61,8 @@ class Settings(BaseSettings):
     region: str = Field("wt-wt", description="search region for ddgs/searxng, e.g. fr-fr")
     loop: Literal["auto", "single", "multi"] = Field(
         "auto",
-        description="single: search once, then answer; multi: a tool-capable model may search again when no source "
-        "supports its answer; auto: single (multi has not yet beaten it: docs/results.md)",
+        description="single: search once, then answer; multi and auto: a tool-capable model may search again when "
+        "no shown source supports its answer (SmolLM2 is not trusted with tools)",
     )
     max_steps: int = Field(3, ge=1, le=10, description="most search steps before a best-effort answer")
     max_results: int = Field(5, ge=1, le=20, description="search results per query")

@@ -153,8 +153,8 @@ def markdown(summary: dict[str, Any]) -> str:
     if c.get("loop") == "single" and "search" in c["modes"]:
         lines += [
             "",
-            "This run used the single-step loop (`loop` auto or single, or a model not trusted with tools): `search` "
-            "is the same as `rag`. ASSISTANT_LOOP=multi evaluates the multi-step loop.",
+            "This run used the single-step loop (`loop` single, or a model not trusted with tools): `search` is the "
+            "same as `rag`.",
         ]
     lines += [
         "",

@@ -228,12 +228,12 @@ def test_the_terminal_shows_the_checked_answer_when_it_differs_from_the_stream(f
     assert "removed citation [9]" in text
 
 
-def test_auto_runs_the_single_step_loop_and_multi_must_be_asked_for(fake_model):
+def test_auto_lets_a_tool_capable_model_search_again_and_single_does_not(fake_model):
     from assistant.runner import Assistant
     from assistant.settings import load_settings
 
-    assert not Assistant.from_settings(load_settings(search="none"), model=fake_model).multi_step()
-    assert Assistant.from_settings(load_settings(search="none", loop="multi"), model=fake_model).multi_step()
+    assert Assistant.from_settings(load_settings(search="none"), model=fake_model).multi_step()
+    assert not Assistant.from_settings(load_settings(search="none", loop="single"), model=fake_model).multi_step()
 
 
 def test_yes_no_answers_do_not_trigger_another_search(fake_model):
