@@ -36,11 +36,11 @@ class Assistant:
     def from_settings(cls, settings: Settings, model: ModelBackend | None = None) -> Assistant:
         """Resolve and load everything the settings name (`model` skips loading, for tests and reuse)."""
         spec = resolve_model(settings) if model is None else ModelSpec("given", model.name)
-        search = make_search(settings)  # before the model: a bad --search fails fast
+        cache = Cache(cache_dir() / "cache.db", settings.cache_ttl)  # one cache for search results and pages
+        search = make_search(settings, cache)  # before the model: a bad --search fails fast
         start = time.perf_counter()
         model = model or load_model(settings, spec)
-        cache = Cache(cache_dir() / "cache.db", settings.cache_ttl) if settings.cache_ttl > 0 else None
-        return cls(settings, spec, model, search, cache, time.perf_counter() - start)
+        return cls(settings, spec, model, search, cache if cache.enabled else None, time.perf_counter() - start)
 
     def multi_step(self) -> bool:
         """Whether the model may search again on its own: a model trusted with tools, unless `loop` is single.
