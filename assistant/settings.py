@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     index: Path | None = Field(None, description="SQLite index for --search local (default: <data dir>/index.db)")
     searxng_url: str | None = Field(None, description="base URL of a SearXNG instance")
     region: str = Field("wt-wt", description="search region for ddgs/searxng, e.g. fr-fr")
+    lang: str = Field("auto", description="language route: auto (detect each query) or a code such as fr")
     loop: Literal["auto", "single", "multi"] = Field(
         "auto",
         description="single: search once, then answer; multi and auto: a tool-capable model may search again when "
