@@ -150,11 +150,16 @@ class EvalRun:
     def items(self) -> list[EvalItem]:
         """Every (question, mode), mode by mode.
 
-        Not question by question: llama.cpp reuses the KV cache of the previous prompt's prefix, and `rag` and a
-        single-step `search` send the same prompt, so back to back the second would look faster and (cached
-        prefill computes in other batch sizes) can answer differently even at temperature 0.
+        Not question by question: llama.cpp reuses the KV cache of the previous prompt's prefix, so a question's
+        modes back to back would make the second look faster and (cached prefill computes in other batch sizes)
+        can answer differently even at temperature 0. Where the loop is single-step, `search` is `rag` by
+        construction: its rows are rag's, copied and marked `same_as`, not recomputed.
         """
         return [EvalItem(e, m) for m in self.modes for e in self.task.examples]
+
+    def _copies_rag(self, item: EvalItem) -> bool:
+        """Whether `search` is `rag` by construction here (a single-step loop), so its row is rag's, copied."""
+        return item.mode == "search" and "rag" in self.modes and not self.assistants.get().multi_step()
 
     def run(self, progress: Progress | None = None) -> list[dict[str, Any]]:
         """Answer what results.jsonl lacks; return this selection's rows (the log's, in item order)."""
@@ -166,6 +171,8 @@ class EvalRun:
             if self.retry_errors:
                 log.drop(lambda r: bool(r.get("error")))
             todo = [i for i in items if i.key not in log.done]
+            copies = [i for i in todo if self._copies_rag(i)]
+            todo = [i for i in todo if i not in copies]
             if progress:
                 progress.start(len(todo))
 
@@ -173,5 +180,9 @@ class EvalRun:
                 return eval_row(self.assistants.get(), self.task, item)
 
             run_tasks(todo, work, error_row, log, concurrency=self.concurrency, progress=progress)
+            rag = {r["id"]: r for r in log.rows if r["mode"] == "rag" and not r.get("error")}
+            for item in copies:
+                if item.example.id in rag:
+                    log.append({**rag[item.example.id], "mode": "search", "same_as": "rag"})
             by_key = {(r["id"], r["mode"]): r for r in log.rows}
         return [by_key[i.key] for i in items if i.key in by_key]

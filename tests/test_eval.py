@@ -195,6 +195,22 @@ def test_an_interrupted_eval_resumes_only_the_missing_rows(fake_model, index: Pa
     assert [r["em"] for r in rows if r["mode"] == "search"] == [1.0, 1.0]
 
 
+def test_a_single_step_search_reuses_the_rag_rows(fake_model, index: Path, two_questions: Path, tmp_path: Path):
+    fake_model.enqueue("Answer: Bogotá [1]", "Answer: the North Sea")  # rag only: search is not asked again
+    settings = load_settings(search="local", index=index, cache_ttl=0, loop="single")
+    assistant = Assistant.from_settings(settings, model=fake_model)
+    out = tmp_path / "run"
+    progress = Recorder()
+    rows = EvalRun(load_dataset(two_questions), ["rag", "search"], out, PerThread(lambda: assistant, [assistant])).run(
+        progress
+    )
+    assert len(fake_model.history) == 2 and progress.total == 2
+    search = [r for r in rows if r["mode"] == "search"]
+    assert [r["prediction"] for r in search] == ["Bogotá", "North Sea"]
+    assert all(r["same_as"] == "rag" for r in search)
+    assert len((out / "results.jsonl").read_text(encoding="utf-8").splitlines()) == 4
+
+
 # --- the command -----------------------------------------------------------------------------------------------
 
 
