@@ -5,7 +5,9 @@ run on the same file fails with a clear message), repairs the file, and remember
 so a resumed run skips them. Repairs: a last line cut off mid-write is removed (and reported) so its task runs
 again; a complete last line missing only its newline gets one; a corrupt line elsewhere is reported and
 ignored. `append` writes one whole line with a single `write` and fsyncs it, so every row reported as done is
-on disk. `drop(pred)` rewrites the file without some rows (atomically), for `--retry-errors`.
+on disk; a write that fails (a full disk, a file-size limit) is undone — the file is cut back to its last
+whole line — and raised as an AssistantError that says what to free, so the file stays valid and a re-run
+asks only the rest. `drop(pred)` rewrites the file without some rows (atomically), for `--retry-errors`.
 
     with ResultLog(Path("answers.jsonl"), key=lambda row: row["id"]) as log:
         log.append({"id": "q1", "answer": "..."})
@@ -13,6 +15,7 @@ on disk. `drop(pred)` rewrites the file without some rows (atomically), for `--r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Callable, Hashable
@@ -57,6 +60,11 @@ def _lock(path: Path) -> int:
     return fd
 
 
+def _why(error: OSError) -> str:
+    """An OSError in words: "No space left on device", not "[Errno 28] …: 'path'"."""
+    return error.strerror or str(error)
+
+
 class ResultLog:
     """Rows of JSON, one a line, keyed by `key(row)`; see the module docstring."""
 
@@ -69,6 +77,7 @@ class ResultLog:
         self.warnings: list[str] = []
         self._lock_fd: int | None = None
         self._fd: int | None = None
+        self._size = 0  # bytes of whole rows in the file: where a failed write is cut back to
 
     def __enter__(self) -> ResultLog:
         self.open()
@@ -79,11 +88,22 @@ class ResultLog:
 
     def open(self) -> ResultLog:
         """Lock, repair and read the log; `warnings` says what was repaired."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = _lock(self.lock_path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock_fd = _lock(self.lock_path)
+        except OSError as e:
+            raise AssistantError(
+                f"cannot write next to {self.path}: {_why(e)} — write elsewhere with -o/--out"
+            ) from None
         try:
             self._repair_and_read()
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            self._size = os.fstat(self._fd).st_size
+        except OSError as e:
+            self.close()
+            raise AssistantError(
+                f"cannot open {self.path}: {_why(e)} — free some space or fix its permissions"
+            ) from None
         except BaseException:
             self.close()
             raise
@@ -131,9 +151,22 @@ class ResultLog:
         if self._fd is None:
             raise RuntimeError("ResultLog.append before open()")
         data = (json.dumps(row, ensure_ascii=False) + "\n").encode()
-        while data:
-            data = data[os.write(self._fd, data) :]
-        os.fsync(self._fd)
+        try:
+            rest = data
+            while rest:
+                rest = rest[os.write(self._fd, rest) :]
+            os.fsync(self._fd)
+        except OSError as e:
+            # Undo a partial line: the file ends with a whole row, as if this one had not been written (should
+            # that fail too, the next open() cuts the partial line off anyway).
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self._size)
+            raise AssistantError(
+                f"could not write to {self.path}: {_why(e)} — free some disk space (or raise the file-size limit) and "
+                f"run the same command again: "
+                f"the {len(self.rows)} rows already in it are kept and only the rest is asked"
+            ) from None
+        self._size += len(data)
         self.rows.append(row)
         self.done.add(self.key(row))
 
@@ -143,14 +176,21 @@ class ResultLog:
         dropped = len(self.rows) - len(keep)
         if dropped:
             tmp = self.path.with_name(self.path.name + ".tmp")
-            with open(tmp, "wb") as f:
-                f.write(b"".join((json.dumps(r, ensure_ascii=False) + "\n").encode() for r in keep))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
+            try:
+                with open(tmp, "wb") as f:
+                    f.write(b"".join((json.dumps(r, ensure_ascii=False) + "\n").encode() for r in keep))
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, self.path)
+            except OSError as e:
+                tmp.unlink(missing_ok=True)
+                raise AssistantError(
+                    f"could not rewrite {self.path}: {_why(e)} — it is unchanged; free some space"
+                ) from None
             if self._fd is not None:
                 os.close(self._fd)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            self._size = os.fstat(self._fd).st_size
             self.rows = keep
             self.done = {self.key(r) for r in keep}
         return dropped

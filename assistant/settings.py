@@ -73,6 +73,12 @@ class Settings(BaseSettings):
     n_ctx: int = Field(4096, ge=512, description="context window to allocate for llama.cpp")
     threads: int | None = Field(None, ge=1, description="CPU threads for llama.cpp (default: all cores)")
     temperature: float = Field(0.0, ge=0.0, le=2.0)
+    search_attempts: int = Field(
+        3, ge=1, le=10, description="most requests one query sends to one search backend (timeouts, 429, 5xx)"
+    )
+    search_budget: float = Field(
+        15.0, ge=0, description="seconds one query may spend retrying a search backend before the next one"
+    )
     fetch_timeout: float = Field(10.0, gt=0, description="seconds allowed for one page fetch")
     fetch_max_bytes: int = Field(2_000_000, gt=0, description="largest page body read")
     allow_private: bool = Field(False, description="let fetch_page reach loopback/private addresses")

@@ -1,8 +1,14 @@
-"""Bookkeeping of one question: sources with stable numbers, notes for the model, usage, timings and steps."""
+"""Bookkeeping of one question: sources with stable numbers, notes for the model, usage, timings and steps.
+
+Two kinds of notes: `notes` are shown to the model in the next prompt ("Note: …" after a failed call);
+`problems` go to the user, in the answer's notes: what the model got wrong (an empty reply, a call that could
+not be parsed or was refused by policy, a stream cut at max_tokens) and how the run went on.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -26,12 +32,14 @@ class RunState:
     rank: dict[int, tuple[int, int]] = field(default_factory=dict)  # n -> (step, position): newest step first
     seen: dict[str, int] = field(default_factory=dict)  # passage id or text digest -> n
     notes: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
     calls: set[str] = field(default_factory=set)
     usage: Usage = field(default_factory=Usage)
     timings: dict[str, float] = field(
         default_factory=lambda: dict.fromkeys(("load", "search", "read", "prefill", "decode", "total"), 0.0)
     )
     steps: list[dict[str, Any]] = field(default_factory=list)
+    generations: list[str] = field(default_factory=list)  # the finish reason of each generation
     started: float = field(default_factory=time.perf_counter)
 
     def call(self, step: int, tool: Tool, arguments: dict[str, Any], by: str = "model") -> Iterator[Event]:
@@ -40,6 +48,7 @@ class RunState:
         yield ToolCalled(step, tool.name, arguments, by)
         start = time.perf_counter()
         fetches = self.ctx.fetches if self.ctx else 0
+        failures = len(self.ctx.failures) if self.ctx else 0
         new: list[Source] = []
         error = None
         try:
@@ -52,6 +61,9 @@ class RunState:
         except ToolRetry as e:
             error = str(e)
             self.notes.append(f"Note: {error}")
+            if by == "model" and not (self.ctx and len(self.ctx.failures) > failures):  # else "could not reach"
+                shown = ", ".join(f"{k}={v!r}"[:100] for k, v in arguments.items())
+                self.problems.append(f"step {step}: the model's call {tool.name}({shown}) was refused: {error}")
         seconds = time.perf_counter() - start
         read = self.ctx is not None and self.ctx.fetches > fetches
         self.timings["read" if read else "search"] += seconds
@@ -70,6 +82,7 @@ class RunState:
         yield ToolReturned(step, tool.name, summary, new, error, seconds)
 
     def _add(self, id: str, title: str, url: str, snippet: str, text: str, rank: tuple[int, int]) -> Source:
+        title, snippet, text = _defang(title), _defang(snippet), _defang(text)
         digest = hashlib.sha1(" ".join(text.split()).encode()).hexdigest()
         n = self.seen.get(id) or self.seen.get(digest)  # the same passage found again keeps its number
         if n:
@@ -99,10 +112,21 @@ class RunState:
         return [q for q in queries if isinstance(q, str)]
 
     def record(self, completion: Completion) -> None:
-        """Add a generation's tokens and timings."""
+        """Add a generation's tokens and timings; note what went wrong with its output."""
         self.usage = self.usage + completion.usage
         self.timings["prefill"] += completion.prefill_s
         self.timings["decode"] += completion.decode_s
+        generation = f"generation {len(self.generations) + 1}"
+        self.generations.append(completion.finish_reason)
+        if completion.finish_reason == "max_tokens":  # set by toolcalls.stream_with_tools, not by a backend
+            self.problems.append(
+                f"{generation}: the model did not stop; its output was cut at {completion.usage.completion_tokens} "
+                "pieces (max_tokens)"
+            )
+        if completion.tool_error:
+            self.problems.append(f"{generation}: the model's tool call could not be used: {completion.tool_error}")
+        elif not completion.text.strip() and not completion.tool_calls:
+            self.problems.append(f"{generation}: the model's reply was empty")
 
     def answer(self, text: str, shown: list[Source]) -> Answer:
         """The final Answer event; citations of sources never shown to the model are removed."""
@@ -124,7 +148,16 @@ class RunState:
             notes += getattr(self.ctx.search, "notes", [])
         if self.ctx and self.ctx.failures:
             notes += [f"could not reach: {f}" for f in dict.fromkeys(self.ctx.failures)]
+        if self.ctx:
+            notes += list(dict.fromkeys(self.ctx.notes))
+        notes += list(dict.fromkeys(self.problems))
         by_n = {s.n: s for s in self.sources}
+        for n in parsed.cited:
+            if _INJECTION.search(f"{by_n[n].title} {by_n[n].text}"):
+                notes.append(
+                    f"source [{n}] holds instructions addressed to the assistant (a prompt injection?): an answer "
+                    "it supports may have been dictated by the page — check it"
+                )
         self.timings["total"] = time.perf_counter() - self.started + self.timings["load"]
         return Answer(
             question=self.question,
@@ -139,3 +172,18 @@ class RunState:
             notes=notes,
             shown=[s.n for s in shown],
         )
+
+
+# Phrases by which a page talks to the model rather than to its reader.
+_INJECTION = re.compile(
+    r"\b(?:ignore|disregard|forget) (?:all |any )?(?:of )?(?:the |your )?(?:previous|prior|above|earlier|former) "
+    r"(?:instructions|prompts?|rules)|\b(?:reveal|print|repeat) (?:your |the )?system prompt"
+    r"|\byou are now (?:a|an|in)\b",
+    re.I,
+)
+_FENCE_TAG = re.compile(r"<(/?\s*sources\b)", re.I)
+
+
+def _defang(text: str) -> str:
+    """Page text that writes the sources fence's own tags ("</sources>") cannot close the fence early."""
+    return _FENCE_TAG.sub(r"‹\1", text) if "<" in text else text

@@ -3,6 +3,11 @@
 Every redirect hop is checked against a `FetchPolicy` (the scheme, and the address the host resolves to, so
 that a page cannot send the model to 127.0.0.1 or the cloud metadata service); the body is streamed with a
 byte cap and a wall-clock cap; only HTML and plain text are read, and binary data posing as HTML is refused.
+A host is resolved once, per connection, in the network layer (`_GuardedNetwork`): the addresses are checked
+and the socket connects to a checked one, so a DNS answer that changes between check and connect (DNS
+rebinding) cannot reach a private address; Host and TLS SNI still carry the name. The same layer caps every
+socket read and write by what is left of the fetch's deadline: a drip of bytes cannot outlast it. With an
+HTTP(S) proxy configured in the environment the proxy resolves names, and only the up-front check applies.
 
     from assistant.web import FetchPolicy, fetch_page
     page = fetch_page("https://example.org/", FetchPolicy())
@@ -15,10 +20,15 @@ import codecs
 import ipaddress
 import re
 import socket
+import ssl
 import time
+import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass
 from html.parser import HTMLParser
+from typing import Any
 
+import httpcore
 import httpx
 
 from assistant import __version__
@@ -70,23 +80,36 @@ def blocked_reason(address: str) -> str | None:
     return None if ip.is_global else "non-global"
 
 
-def check_address(host: str, port: int, policy: FetchPolicy) -> None:
-    """Raise FetchError if `host` resolves to an address the policy forbids (loopback, private, …)."""
-    if policy.allow_private or host.lower() in {h.lower() for h in policy.allowed_hosts}:
-        return
+def _trusted(host: str, policy: FetchPolicy) -> bool:
+    return policy.allow_private or host.lower() in {h.lower() for h in policy.allowed_hosts}
+
+
+def resolve(host: str, port: int, policy: FetchPolicy) -> list[str]:
+    """The addresses of `host`, once resolved; FetchError if any is one the policy forbids (loopback, private, …)."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as e:
         raise FetchError(f"could not resolve host {host!r}: {e}") from None
-    for info in infos:
-        address = str(info[4][0])
-        reason = blocked_reason(address)
-        if reason:
-            raise FetchError(f"refused to fetch {host} ({address}): {reason} address — only public hosts are allowed")
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    if not _trusted(host, policy):
+        for address in addresses:  # all of them: one private answer among public ones is still an attack
+            reason = blocked_reason(address)
+            if reason:
+                raise FetchError(
+                    f"refused to fetch {host} ({address}): {reason} address — only public hosts are allowed"
+                )
+    return addresses
 
 
-def check_url(url: str, policy: FetchPolicy) -> httpx.URL:
-    """Parse `url` and raise FetchError unless its scheme is allowed and its host is public (per policy)."""
+def check_address(host: str, port: int, policy: FetchPolicy) -> None:
+    """Raise FetchError if `host` resolves to an address the policy forbids (loopback, private, …)."""
+    if not _trusted(host, policy):
+        resolve(host, port, policy)
+
+
+def check_url(url: str, policy: FetchPolicy, *, resolve_host: bool = True) -> httpx.URL:
+    """Parse `url` and raise FetchError unless its scheme is allowed and its host is public (per policy).
+    `resolve_host=False` checks the scheme only, for a client whose network layer checks each address."""
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError, ValueError) as e:
@@ -96,18 +119,24 @@ def check_url(url: str, policy: FetchPolicy) -> httpx.URL:
         raise FetchError(f"refused to fetch {url[:200]!r}: scheme {parsed.scheme!r} is not one of {allowed}")
     if not parsed.host:
         raise FetchError(f"invalid URL {url[:200]!r}: no host")
-    check_address(parsed.host, parsed.port or (443 if parsed.scheme == "https" else 80), policy)
+    if resolve_host:
+        check_address(parsed.host, parsed.port or (443 if parsed.scheme == "https" else 80), policy)
     return parsed
 
 
 def fetch_page(url: str, policy: FetchPolicy, client: httpx.Client | None = None) -> Page:
-    """Fetch `url` under `policy` and return its main text; every failure is a one-line FetchError."""
+    """Fetch `url` under `policy` and return its main text; every failure is a one-line FetchError.
+    A given `client` is used as it is (its own resolver connects): each hop is then checked up front."""
     own_client = client is None
-    if client is None:
-        client = httpx.Client(follow_redirects=False)
     deadline = time.monotonic() + policy.timeout
+    guarded = False
+    if client is None:
+        proxied = any(urllib.request.getproxies().get(scheme) for scheme in policy.allowed_schemes)
+        guarded = not proxied
+        transport = _GuardedTransport(_GuardedNetwork(policy, deadline)) if guarded else None
+        client = httpx.Client(follow_redirects=False, transport=transport)
     try:
-        return _fetch(url, policy, client, deadline)
+        return _fetch(url, policy, client, deadline, guarded)
     except httpx.TimeoutException:
         raise FetchError(f"timed out after {policy.timeout:g}s fetching {url}") from None
     except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, OSError) as e:
@@ -118,14 +147,14 @@ def fetch_page(url: str, policy: FetchPolicy, client: httpx.Client | None = None
             client.close()
 
 
-def _fetch(url: str, policy: FetchPolicy, client: httpx.Client, deadline: float) -> Page:
+def _fetch(url: str, policy: FetchPolicy, client: httpx.Client, deadline: float, guarded: bool) -> Page:
     headers = {
         "User-Agent": policy.user_agent,
         "Accept": "text/html,application/xhtml+xml,text/plain;q=0.9,text/markdown;q=0.9,*/*;q=0.1",
     }
     current = url
     for _ in range(policy.max_redirects + 1):
-        target = check_url(current, policy)
+        target = check_url(current, policy, resolve_host=not guarded)
         timeout = httpx.Timeout(_remaining(deadline, policy, url))
         with client.stream("GET", target, headers=headers, timeout=timeout, follow_redirects=False) as resp:
             if resp.is_redirect:
@@ -157,6 +186,83 @@ def _remaining(deadline: float, policy: FetchPolicy, url: str) -> float:
     if left <= 0:
         raise FetchError(f"timed out after {policy.timeout:g}s fetching {url}")
     return left
+
+
+class _GuardedNetwork(httpcore.NetworkBackend):
+    """httpcore's network layer with two guards: each host resolved once, checked, and the socket connected
+    to a checked address; every read and write bounded by the fetch's deadline, not only by a per-read timeout."""
+
+    def __init__(self, policy: FetchPolicy, deadline: float):
+        self.policy, self.deadline = policy, deadline
+        self.inner = httpcore.SyncBackend()
+
+    def _left(self, timeout: float | None) -> float:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise httpcore.ReadTimeout(f"timed out after {self.policy.timeout:g}s")
+        return left if timeout is None else min(timeout, left)
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        error: Exception | None = None
+        for address in resolve(host, port, self.policy):
+            try:
+                stream = self.inner.connect_tcp(address, port, self._left(timeout), local_address, socket_options)
+            except httpcore.ConnectError as e:  # try the next address, as socket.create_connection would
+                error = e
+                continue
+            return _DeadlineStream(stream, self)
+        raise error or httpcore.ConnectError(f"no address for {host}")
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
+        raise httpcore.ConnectError("page fetches do not use unix sockets")
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection whose every read and write times out at the fetch's deadline at the latest."""
+
+    def __init__(self, stream: httpcore.NetworkStream, network: _GuardedNetwork):
+        self.stream, self.network = stream, network
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self.stream.read(max_bytes, self.network._left(timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self.stream.write(buffer, self.network._left(timeout))
+
+    def close(self) -> None:
+        self.stream.close()
+
+    def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        # server_hostname is the URL's host (httpcore passes it), so SNI and certificate checks use the name.
+        tls = self.stream.start_tls(ssl_context, server_hostname, self.network._left(timeout))
+        return _DeadlineStream(tls, self.network)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self.stream.get_extra_info(info)
+
+
+class _GuardedTransport(httpx.HTTPTransport):
+    """httpx's transport over `_GuardedNetwork`: httpx exposes no network-backend option, so the pool is
+    rebuilt with the same TLS context (tests/test_fault_pages.py fails if an httpx upgrade breaks this)."""
+
+    def __init__(self, network: _GuardedNetwork):
+        super().__init__()
+        ssl_context = getattr(self._pool, "_ssl_context", None)
+        self._pool = httpcore.ConnectionPool(ssl_context=ssl_context, network_backend=network)
 
 
 def _content_type(header: str) -> tuple[str, str]:
@@ -195,7 +301,7 @@ def _decode(body: bytes, charset: str, truncated: bool) -> str:
             continue
         try:
             return codecs.getincrementaldecoder(encoding)("strict").decode(body, final=not truncated)
-        except (LookupError, UnicodeDecodeError):
+        except (LookupError, UnicodeError):  # UnicodeError too: "UTF-16 stream does not start with BOM"
             continue
     from charset_normalizer import from_bytes  # installed with httpx/trafilatura; only needed here
 

@@ -123,6 +123,24 @@ def test_a_file_corrupted_while_in_use_is_rebuilt(cache):
     assert cache.enabled
 
 
+@pytest.mark.parametrize("keep", [0.5, 100 / 1_000_000])
+def test_a_truncated_file_is_detected_and_rebuilt_and_search_goes_on(tmp_path, clock, keep):
+    path = tmp_path / "cache.db"
+    full = Cache(path, ttl=100, clock=clock)
+    for i in range(200):  # a file of many pages, as after a day of browsing
+        full.put("page", f"https://e.org/{i}", {"text": "passage " * 300})
+    size = path.stat().st_size
+    with open(path, "r+b") as f:
+        f.truncate(max(100, int(size * keep)))  # as left by a crash or a full disk
+    web = Scripted("web", hits("1"))
+    chain = FallbackSearch([web], cache=Cache(path, ttl=100, clock=clock))
+    assert [r.id for r in chain.search("q")] == ["1"], "the search itself is unaffected"
+    assert [r.id for r in chain.search("q")] == ["1"] and len(web.calls) == 1, "and cached again in a fresh file"
+    assert chain.cache is not None and chain.cache.enabled
+    (aside,) = tmp_path.glob("cache.db.corrupt-*")
+    assert aside.stat().st_size == max(100, int(size * keep))
+
+
 def test_a_cache_that_cannot_be_created_turns_itself_off(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("a file where the cache folder should be")

@@ -40,4 +40,5 @@ class ToolContext:
     max_fetches: int = 6
     fetches: int = 0
     known_urls: set[str] = field(default_factory=set)  # fetch_page may read only URLs that search returned
-    failures: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)  # sources that could not be reached
+    notes: list[str] = field(default_factory=list)  # what else the user should know (a page cut at the cap)

@@ -15,6 +15,10 @@ from assistant.web import fetch_page as fetch
 def fetch_page(ctx: ToolContext, url: str) -> list[Passage]:
     """Read the web page at a URL and return its passages most relevant to the question."""
     url = url.strip()
+    scheme = url.partition(":")[0].lower() if ":" in url else ""
+    if scheme not in ctx.policy.allowed_schemes:
+        allowed = ", ".join(ctx.policy.allowed_schemes)
+        raise ToolRetry(f"refused {url[:120]!r}: fetch_page reads only {allowed} URLs of sources found by web_search")
     if url not in ctx.known_urls:
         # URLs the model makes up, or copies from page text, are how injected instructions would exfiltrate.
         raise ToolRetry(f"{url} is not the URL of a source found by web_search: use one of those")
@@ -32,6 +36,8 @@ def read_passages(ctx: ToolContext, url: str, title: str, query: str) -> list[Pa
             page = fetch(url, ctx.policy)
         except FetchError as e:
             raise ToolRetry(f"could not read {url}: {e}") from None
+        if page.truncated:
+            ctx.notes.append(f"read only the first {page.bytes:,} bytes of {url}: the page is longer than the cap")
         cached = {"title": page.title, "text": page.text, "url": page.final_url}
         if ctx.cache:
             ctx.cache.put("page", url, cached)

@@ -2,7 +2,9 @@
 
 Small models write calls in many shapes: a bare JSON object, JSON in a ``` fence (Qwen-Coder), Hermes-style
 `<tool_call>…</tool_call>`, single-quoted pseudo-JSON. `stream_with_tools` wraps any backend's raw text
-stream: answer text streams through untouched, text that starts like a call is held back and parsed.
+stream: answer text streams through untouched, text that starts like a call is held back and parsed. It also
+bounds the stream: a backend that never stops (a server ignoring `max_tokens`, a stream with no end token) is
+closed after `max_tokens` pieces plus a small margin and ends in a Completion with `finish_reason="max_tokens"`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from assistant.models.base import Completion, GenerationOptions, Message, ToolCall
+from assistant.models.base import Completion, GenerationOptions, Message, ToolCall, Usage
 
 _CALL_OPENERS = ("{", "```", "<tool_call>", "[{")
 _FENCE = re.compile(r"```(?:json|tool_call|python)?\s*(.*?)```", re.S)
@@ -114,7 +116,16 @@ def stream_with_tools(raw: Iterator[str | Completion], options: GenerationOption
     held: list[str] = []
     holding = parse
     text_parts: list[str] = []
+    pieces, chars = 0, 0
+    max_pieces, max_chars = runaway_limits(options.max_tokens)
     for item in raw:
+        if not isinstance(item, Completion) and item:
+            pieces, chars = pieces + 1, chars + len(item)
+            if pieces > max_pieces or chars > max_chars:
+                close = getattr(raw, "close", None)
+                if close is not None:
+                    close()  # ends the backend's generator: its HTTP stream or decoding loop stops
+                item = Completion("", usage=Usage(0, pieces - 1), finish_reason="max_tokens")
         if isinstance(item, Completion):
             text = "".join(text_parts)
             if parse and looks_like_call(text) and text.strip():
@@ -139,6 +150,14 @@ def stream_with_tools(raw: Iterator[str | Completion], options: GenerationOption
             yield "".join(held)
             held.clear()
     raise RuntimeError("raw stream ended without a Completion")
+
+
+def runaway_limits(max_tokens: int) -> tuple[int, int]:
+    """(pieces, characters) after which a stream is cut. A backend streams one token per piece or fewer, and
+    stops at max_tokens itself, so a well-behaved one never reaches this; the margin allows for servers that
+    split a token's bytes over two deltas. No token is 64 characters long on average."""
+    pieces = max_tokens + max(8, max_tokens // 8)
+    return pieces, pieces * 64
 
 
 def prepare(messages: list[Message], options: GenerationOptions) -> tuple[list[Message], dict[str, Any] | None]:

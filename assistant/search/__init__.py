@@ -5,17 +5,22 @@
 
 `settings.search` names the chain ("ddgs,local": the web first, the local index when the web fails or finds
 nothing). Web results are cached on disk for `cache_ttl` seconds; the local index is not (it is as fast).
+A backend that fails in a way that may pass (timeout, refused connection, HTTP 429/5xx) is retried with
+backoff and jitter, at most `search_attempts` times within `search_budget` seconds, then skipped for a
+cool-down (assistant/search/retry.py); the next backend of the chain answers meanwhile.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from assistant.errors import AssistantError, SearchError
-from assistant.search.base import SearchBackend, SearchResult
+from assistant.search.base import SearchBackend, SearchResult, TransientSearchError
 from assistant.search.cache import Cache
+from assistant.search.retry import Breaker, Retry
 
 if TYPE_CHECKING:
     from assistant.settings import Settings
@@ -30,15 +35,24 @@ class FallbackSearch:
 
     After each `search`, `last_failures` lists "backend: why" for every backend that failed on that query
     (so an answer can say which sources could not be reached) and `last_backend` names the one that answered.
-    `notes` says which configured backends were skipped when the chain was built.
+    `notes` says which configured backends were skipped when the chain was built. `retry` bounds the attempts
+    per backend and query; a backend that failed every attempt is skipped for `retry.cooldown` seconds.
     """
 
-    def __init__(self, backends: list[SearchBackend], cache: Cache | None = None, notes: list[str] | None = None):
+    def __init__(
+        self,
+        backends: list[SearchBackend],
+        cache: Cache | None = None,
+        notes: list[str] | None = None,
+        retry: Retry | None = None,
+    ):
         if not backends:
             raise SearchError("no search backend to try — set --search to ddgs, searxng or local")
         self.backends = list(backends)
         self.cache = cache
         self.notes = list(notes or [])
+        self.retry = retry or Retry()
+        self.breaker = Breaker(self.retry)
         self.name = "→".join(b.name for b in self.backends)
         self.last_failures: list[str] = []
         self.last_backend: str | None = None
@@ -62,11 +76,20 @@ class FallbackSearch:
             key = json.dumps([backend.name, query, max_results], ensure_ascii=False)
             results = self._cached(backend, key)
             if results is None:
+                skipped = self.breaker.skip(backend.name)
+                if skipped:
+                    self.last_failures.append(f"{backend.name}: {skipped}")
+                    continue
                 try:
-                    results = backend.search(query, max_results=max_results)
+                    results = self.retry.call(functools.partial(backend.search, query, max_results=max_results))
+                except TransientSearchError as e:
+                    self.breaker.failed(backend.name, str(e)[:160])
+                    self.last_failures.append(f"{backend.name}: {e}")
+                    continue
                 except SearchError as e:
                     self.last_failures.append(f"{backend.name}: {e}")
                     continue
+                self.breaker.worked(backend.name)
                 if results and self.cache is not None and getattr(backend, "cacheable", True):
                     # Empty answers are not cached: a web engine that found nothing may find it later.
                     self.cache.put("search", key, [asdict(r) for r in results])
@@ -119,4 +142,5 @@ def make_search(settings: Settings, cache: Cache | None = None) -> FallbackSearc
         raise SearchError("no search backend is available: " + "; ".join(notes))
     if cache is None:
         cache = Cache(cache_dir() / "cache.db", settings.cache_ttl)
-    return FallbackSearch(backends, cache=cache, notes=notes)
+    retry = Retry(attempts=settings.search_attempts, budget=settings.search_budget)
+    return FallbackSearch(backends, cache=cache, notes=notes, retry=retry)

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from assistant.errors import SearchError
+
 
 @dataclass
 class SearchResult:
@@ -19,6 +21,17 @@ class SearchResult:
     snippet: str = ""
     text: str = ""
     backend: str = ""
+
+
+class TransientSearchError(SearchError):
+    """A failure that may pass (a timeout, a refused connection, HTTP 429 or 5xx): worth another attempt.
+
+    `retry_after` is the wait in seconds the server asked for (a Retry-After header), if it named one.
+    Other `SearchError`s (a misconfigured instance, an answer that is not JSON) are not retried."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 @runtime_checkable

@@ -4,7 +4,8 @@
         print(DDGSSearch().search('who painted the night watch'))"
 
 Returns snippets only (`text` stays empty): the loop fetches and reads the pages it wants. `ddgs` is imported
-on the first search, so importing this module costs nothing.
+on the first search, so importing this module costs nothing. Rate limits, timeouts and network errors are
+`TransientSearchError`s, which the fallback chain retries with backoff within its time budget.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import math
 import re
 
 from assistant.errors import SearchError
-from assistant.search.base import SearchResult, web_results
+from assistant.search.base import SearchResult, TransientSearchError, web_results
 
 # ddgs ≥ 9 splits the region into country and language for every engine ("wt" is no language, so
 # Wikipedia would be asked at wt.wikipedia.org); its own default stands in for DuckDuckGo's "no region".
@@ -46,22 +47,23 @@ class DDGSSearch:
                 query, region=self.region, max_results=max_results
             )
         except RatelimitException as e:
-            raise SearchError(
+            raise TransientSearchError(
                 f"web search (ddgs) was rate limited ({_brief(e)}) — wait a minute, or use --search searxng or local"
             ) from None
         except TimeoutException as e:
-            raise SearchError(
+            raise TransientSearchError(
                 f"web search (ddgs) timed out after {self.timeout:g}s ({_brief(e)}) — check the network connection, "
                 "or use --search local"
             ) from None
         except DDGSException as e:
             if "no results found" in str(e).lower():
                 return []  # ddgs raises rather than return an empty list
-            raise SearchError(
+            # ddgs wraps every engine's failure (HTTP errors, blocked requests) in this one type: may pass.
+            raise TransientSearchError(
                 f"web search (ddgs) failed: {_brief(e)} — check the network connection, or use --search local"
             ) from None
         except OSError as e:
-            raise SearchError(
+            raise TransientSearchError(
                 f"web search (ddgs) could not reach the internet: {_brief(e)} — check the connection, "
                 "or use --search local"
             ) from None

@@ -4,17 +4,20 @@
         print(SearxngSearch('http://127.0.0.1:8888').search('who painted the night watch'))"
 
 The instance must allow the JSON format (`search.formats: [html, json]` in its settings.yml). Every failure
-becomes a `SearchError` that says what went wrong and what to change.
+becomes a `SearchError` that says what went wrong and what to change; those that may pass (timeouts, refused
+connections, HTTP 429 and 5xx) are `TransientSearchError`s, which the fallback chain retries with backoff.
 """
 
 from __future__ import annotations
 
+import email.utils
+import time
 from typing import Any
 
 import httpx
 
 from assistant.errors import SearchError
-from assistant.search.base import SearchResult, web_results
+from assistant.search.base import SearchResult, TransientSearchError, web_results
 
 _HINTS = {
     403: "enable the json format in SearXNG's settings.yml (search: formats: [html, json]) and restart it",
@@ -34,6 +37,21 @@ def searxng_language(region: str) -> str:
         return region  # already a language, e.g. "de"
     country = {"uk": "gb"}.get(country, country)
     return f"{lang}-{country.upper()}"
+
+
+def retry_after(header: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (a number of seconds or an HTTP date), or None."""
+    if not header:
+        return None
+    try:
+        return max(0.0, float(header))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(header)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 class SearxngSearch:
@@ -56,19 +74,26 @@ class SearxngSearch:
             with httpx.Client(timeout=self.timeout, follow_redirects=True) as client:
                 resp = client.get(url, params=params, headers={"Accept": "application/json"})
         except httpx.TimeoutException:
-            raise SearchError(
+            raise TransientSearchError(
                 f"SearXNG at {self.base_url} timed out after {self.timeout:g}s — is it overloaded? "
                 "try again, or use --search ddgs or local"
             ) from None
         except httpx.ConnectError as e:
-            raise SearchError(
+            raise TransientSearchError(
                 f"SearXNG is unreachable at {self.base_url} ({e}) — start it, or fix --searxng-url"
+            ) from None
+        except httpx.TransportError as e:  # the connection broke mid-answer, a protocol error: may pass
+            raise TransientSearchError(
+                f"SearXNG request to {self.base_url} failed: {e or type(e).__name__} — check --searxng-url"
             ) from None
         except httpx.HTTPError as e:
             raise SearchError(f"SearXNG request to {self.base_url} failed: {e} — check --searxng-url") from None
         if resp.status_code >= 400:
             hint = _HINTS.get(resp.status_code, "check the instance's logs").format(base=self.base_url)
-            raise SearchError(f"SearXNG at {self.base_url} answered HTTP {resp.status_code} — {hint}")
+            message = f"SearXNG at {self.base_url} answered HTTP {resp.status_code} — {hint}"
+            if resp.status_code == 429 or resp.status_code >= 500:
+                raise TransientSearchError(message, retry_after(resp.headers.get("retry-after")))
+            raise SearchError(message)
         return web_results(self._json(resp), "searxng", "content", max_results)
 
     def _json(self, resp: httpx.Response) -> list[Any]:
