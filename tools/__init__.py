@@ -16,7 +16,7 @@ from pydantic import ValidationError, create_model
 
 from assistant.tools.context import Passage, ToolContext, ToolRetry
 
-__all__ = ["Passage", "Tool", "ToolContext", "ToolRetry", "tool", "default_tools"]
+__all__ = ["Passage", "Tool", "ToolContext", "ToolRetry", "tool", "default_tools", "all_tools"]
 
 
 @dataclass
@@ -66,3 +66,15 @@ def default_tools() -> dict[str, Tool]:
     from assistant.tools.web_search import web_search
 
     return {t.name: t for t in (tool(web_search), tool(fetch_page))}
+
+
+def all_tools() -> dict[str, Tool]:
+    """Every tool, by name: the search loop's plus `extract_json` (which needs `ctx.model`)."""
+    import warnings
+
+    from assistant.tools.extract_json import extract_json
+
+    with warnings.catch_warnings():  # pydantic notes that the `schema` argument shadows BaseModel.schema: harmless
+        warnings.filterwarnings("ignore", 'Field name "schema"', UserWarning)
+        extract = tool(extract_json)
+    return {**default_tools(), "extract_json": extract}

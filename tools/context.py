@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from assistant.search.base import SearchBackend
 from assistant.search.cache import Cache
 from assistant.web import FetchPolicy
+
+if TYPE_CHECKING:
+    from assistant.models.base import ModelBackend
 
 
 class ToolRetry(Exception):
@@ -42,3 +46,4 @@ class ToolContext:
     known_urls: set[str] = field(default_factory=set)  # fetch_page may read only URLs that search returned
     failures: list[str] = field(default_factory=list)  # sources that could not be reached
     notes: list[str] = field(default_factory=list)  # what else the user should know (a page cut at the cap)
+    model: ModelBackend | None = None  # the run's own model, for tools that generate (extract_json)
