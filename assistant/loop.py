@@ -8,21 +8,27 @@ only valid calls, and answers again from old and new sources. The last step alwa
 after a call that found nothing new. Measured on 60 TriviaQA questions with Qwen2.5-Coder-1.5B, letting the
 model answer "unknown" instead cost 3 EM points against naive RAG (it hedged on answers it had), so the trigger
 is a check of the answer against the sources, not the model's say-so. A bad call becomes a note, never a crash.
+In a chat, `history` holds the earlier turns: the newest that fit the window beside the sources and the answer
+go into every prompt, and a follow-up is searched with a standalone query (prompting.standalone_query).
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 
 from assistant.events import Event, Source, Token
 from assistant.models.base import Completion, GenerationOptions, Message, ModelBackend
 from assistant.prompting import (
+    Turn,
     abstained,
     attribute,
     closed_messages,
+    fit_history,
+    load_prompt,
     next_step_messages,
     parse_answer,
     search_messages,
+    standalone_query,
 )
 from assistant.state import RunState
 from assistant.tools import Tool, ToolContext
@@ -41,28 +47,33 @@ def answer(
     temperature: float = 0.0,
     load_seconds: float = 0.0,
     example: bool = True,
+    history: Sequence[Turn] = (),
 ) -> Generator[Event, None, None]:
-    """Answer `question`, yielding events; the last event is an `Answer`. `ctx=None` answers closed-book."""
+    """Answer `question`, yielding events; the last event is an `Answer`. `ctx=None` answers closed-book.
+    `history`: earlier turns of a chat, oldest first."""
     search = ctx.search if ctx else None
     state = RunState(question, model.name, getattr(search, "name", "none"), ctx)
     state.timings["load"] = load_seconds
     opts = GenerationOptions(max_tokens=max_tokens, temperature=temperature)
+    turns = fit_turns(history, question, model, context_tokens, max_tokens) if history else []
     if ctx is None or search is None:
-        completion = yield from _generate(model, closed_messages(question), opts, state)
+        completion = yield from _generate(model, closed_messages(question, turns), opts, state)
         yield state.answer(completion.text, [])
         return
-    yield from state.call(1, tools["web_search"], {"query": question}, by="policy")
+    query = standalone_query(question, history)  # as ToolContext.question in runner.py
+    yield from state.call(1, tools["web_search"], {"query": query}, by="policy")
     stuck = False  # the last call found nothing new: searching on would only repeat itself
     for step in range(1, max_steps + 1):
         last = not multi or step == max_steps or stuck
         shown = state.shown(context_tokens, model.count_tokens)
-        reply = yield from _generate(model, search_messages(question, shown, state.notes, example), opts, state)
+        messages = search_messages(question, shown, state.notes, example, turns)
+        reply = yield from _generate(model, messages, opts, state)
         if last or supported(parse_answer(reply.text, set(), question).short_answer, question, shown):
             yield state.answer(reply.text, shown)
             return
         usable = {n: t for n, t in tools.items() if n != "fetch_page" or any(s.url for s in shown)}
         forced = GenerationOptions(max_tokens=96, tools=[t.spec() for t in usable.values()], tool_choice="required")
-        messages = next_step_messages(question, shown, state.queries(), state.notes)
+        messages = next_step_messages(question, shown, state.queries(), state.notes, turns)
         pick = yield from _generate(model, messages, forced, state)
         known = len(state.sources)
         for call in pick.tool_calls[:1]:
@@ -78,6 +89,21 @@ def supported(short_answer: str, question: str, shown: list[Source]) -> bool:
     if short_answer.strip().lower().rstrip(".!") in ("yes", "no"):
         return True
     return not abstained(short_answer) and bool(attribute(short_answer, question, shown))
+
+
+def fit_turns(
+    history: Sequence[Turn], question: str, model: ModelBackend, context_tokens: int, max_tokens: int
+) -> list[Turn]:
+    """The earlier turns that fit the model's window beside the sources (`context_tokens`), the answer
+    (`max_tokens`), the question, the system prompts (all counted, to be safe) and slack for notes: never a
+    context overflow."""
+    prompts = ("search", "next_step", "answer_example", "answer_format")
+    fixed = sum(model.count_tokens(load_prompt(name)) for name in prompts)
+    room = model.context_length - context_tokens - max_tokens - fixed - model.count_tokens(question) - _SLACK
+    return fit_history(history, room, model.count_tokens)
+
+
+_SLACK = 160  # notes (a failed call, the queries tried) and the chat template around the current messages
 
 
 def _generate(
