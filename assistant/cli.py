@@ -60,6 +60,7 @@ SearchOpt = Annotated[
 ]
 IndexOpt = Annotated[Path | None, _opt("SQLite index for --search local.", "INDEX", "--index")]
 SearxOpt = Annotated[str | None, _opt("SearXNG base URL for --search searxng.", "SEARXNG_URL", "--searxng-url")]
+LangOpt = Annotated[str | None, _opt("Language route: auto (detect) or a code such as fr.", "LANG", "--lang")]
 
 
 def settings_from(
@@ -98,16 +99,16 @@ def ask(
         bool | None, _opt("Let fetch_page reach private/loopback addresses.", "ALLOW_PRIVATE", "--allow-private")
     ] = None,
     max_steps: Annotated[int | None, _opt("Most search steps.", "MAX_STEPS", "--max-steps")] = None,
+    lang: LangOpt = None,
 ) -> None:
     """Answer a question with citations, searching first (or closed-book with --search none)."""
     from assistant.events import Answer
     from assistant.render import EventPrinter
-    from assistant.runner import Assistant
+    from assistant.routing import Router
 
-    s = settings_from(
-        model, backend, base_url, search, index, searxng_url, allow_private=allow_private, max_steps=max_steps
-    )
-    assistant = Assistant.from_settings(s)
+    more = {"allow_private": allow_private, "max_steps": max_steps, "lang": lang}
+    s = settings_from(model, backend, base_url, search, index, searxng_url, **more)
+    assistant = Router.from_settings(s)
     printer = EventPrinter(Console(highlight=False))
     final = None
     for event in assistant.ask(question):
@@ -193,6 +194,8 @@ if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())
 
 
+import assistant.cli_chat  # noqa: E402, F401 (registers `chat` and `history`)
+import assistant.cli_extract  # noqa: E402, F401 (registers `extract` and `extract-eval`)
 from assistant.cli_runs import batch, eval_  # noqa: E402 (they use the options defined above)
 
 app.command("batch")(batch)

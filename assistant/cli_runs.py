@@ -26,6 +26,7 @@ from assistant.cli import (
     BackendOpt,
     BaseUrlOpt,
     IndexOpt,
+    LangOpt,
     ModelOpt,
     SearchOpt,
     SearxOpt,
@@ -115,13 +116,15 @@ def batch(
     index: IndexOpt = None,
     searxng_url: SearxOpt = None,
     max_steps: MaxStepsOpt = None,
+    lang: LangOpt = None,
 ) -> None:
     """Answer every question of a file, one JSON line per answer in OUT; run it again to resume."""
     from assistant.batch import PerThread, read_questions, run_batch, workers_for
     from assistant.resultlog import ResultLog
+    from assistant.routing import Router
     from assistant.runner import Assistant
 
-    s = settings_from(model, backend, base_url, search, index, searxng_url, max_steps=max_steps)
+    s = settings_from(model, backend, base_url, search, index, searxng_url, max_steps=max_steps, lang=lang)
     items = read_questions(questions, fmt)
     workers, note = workers_for(s, concurrency)
     if note:
@@ -134,7 +137,7 @@ def batch(
             log.drop(lambda row: bool(row.get("error")))
         skipped = sum(q.id in log.done for q in items)
         if skipped < len(items):
-            assistants = PerThread(lambda: Assistant.from_settings(s))
+            assistants: PerThread[Assistant] = PerThread(lambda: Router.from_settings(s))
             assistants.spare.append(assistants.factory())  # load once up front: a bad model fails before any row
             try:
                 run_batch(items, log, assistants, concurrency=workers, progress=reporter)
@@ -162,13 +165,14 @@ def eval_(
     index: IndexOpt = None,
     searxng_url: SearxOpt = None,
     max_steps: MaxStepsOpt = None,
+    lang: LangOpt = None,
 ) -> None:
     """Score the assistant on a QA dataset (EM, F1, match) closed-book, as naive RAG and/or with its search loop."""
     from assistant.batch import PerThread, workers_for
     from assistant.evals.datasets import load_dataset
     from assistant.evals.report import markdown, write_report
     from assistant.evaluate import EvalRun, check_config, modes_for, run_config
-    from assistant.runner import Assistant
+    from assistant.routing import Router
 
     modes = modes_for(mode)
     task = load_dataset(dataset).select(limit, seed)
@@ -176,17 +180,17 @@ def eval_(
         _warn("warning", f"{dataset}: {problem}; skipped")
     if len(task.problems) > 5:
         _warn("warning", f"{dataset}: {len(task.problems) - 5} more lines skipped")
-    s = settings_from(model, backend, base_url, search, index, searxng_url, max_steps=max_steps)
+    s = settings_from(model, backend, base_url, search, index, searxng_url, max_steps=max_steps, lang=lang)
     if modes != ["closed"] and s.search_chain() in ([], ["none"]):
         raise AssistantError(f"--mode {mode} needs search — pass e.g. --search local --index DB.db, or --mode closed")
     out = out or Path("runs") / f"eval-{dataset.stem}"
     workers, note = workers_for(s, concurrency)
     if note:
         _warn("note", note)
-    assistant = Assistant.from_settings(s)
+    assistant = Router.from_settings(s)
     config = run_config(assistant, dataset)
     check_config(out, config)
-    run = EvalRun(task, modes, out, PerThread(lambda: Assistant.from_settings(s), [assistant]), workers, retry_errors)
+    run = EvalRun(task, modes, out, PerThread(lambda: Router.from_settings(s), [assistant]), workers, retry_errors)
     reporter = Reporter(err, "/".join(modes))
     try:
         rows = run.run(reporter)

@@ -93,6 +93,9 @@ def eval_row(assistant: Assistant, task: QATask, item: EvalItem) -> dict[str, An
         "completion_tokens": final.usage.get("completion_tokens", 0),
         "seconds": round(seconds, 3),
         "notes": final.notes,
+        "lang": final.lang,
+        "lang_confidence": final.lang_confidence,
+        "route": final.route,
         "error": None,
     }
 
@@ -119,6 +122,7 @@ def run_config(assistant: Assistant, dataset: Path) -> dict[str, Any]:
         "max_steps": s.max_steps,
         "context_tokens": s.context_tokens,
         "max_results": s.max_results,
+        "lang": s.lang,
     }
 
 

@@ -73,6 +73,9 @@ class Answer:
     search: str = "none"
     notes: list[str] = field(default_factory=list)
     shown: list[int] = field(default_factory=list)  # the numbers of the sources in the final prompt
+    lang: str | None = None  # the detected (or --lang) language; set by assistant/routing.py
+    lang_confidence: float | None = None
+    route: dict[str, Any] | None = None  # language, model, prompt, region, answer_language, fallback, detect_ms
 
     def to_dict(self) -> dict[str, Any]:
         """The `ask --json` object (`shown` stays internal: evals read it to see what the model was given)."""

@@ -2,13 +2,19 @@
 of the model's reply into a short answer, a cited explanation and the citations it actually made.
 
 The prompt is rebuilt at each step from the question, the best sources within a token budget and short notes
-(earlier queries, failed calls) instead of growing a transcript: on a CPU, prompt tokens are the cost.
+(earlier queries, failed calls) instead of growing a transcript: on a CPU, prompt tokens are the cost. In a chat,
+earlier turns (question and answer, citations removed) go between the system prompt and the question, the
+newest that fit the window (`fit_history`); a follow-up is searched with a standalone query (`standalone_query`).
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from importlib.resources import files
 
@@ -44,8 +50,38 @@ def trim_restatement(short: str, question: str) -> str:
 
 
 def load_prompt(name: str) -> str:
-    """The text of prompts/<name>.md."""
-    return files("assistant.prompts").joinpath(f"{name}.md").read_text(encoding="utf-8").strip()
+    """The text of prompts/<name>.md, or while a `prompt_language` is set its section in prompts/<lang>.md (and,
+    for the prompts that ask for the answer, the route's answer-language line)."""
+    lang, answer_line = _LANGUAGE.get()
+    text = language_prompts(lang).get(name) if lang else None
+    text = text or files("assistant.prompts").joinpath(f"{name}.md").read_text(encoding="utf-8").strip()
+    return f"{text}\n{answer_line}" if answer_line and name in _ANSWERING else text
+
+
+# Per-language prompts (assistant/routing.py): a context variable, so that the loop needs no parameter for them.
+_LANGUAGE: ContextVar[tuple[str, str]] = ContextVar("prompt_language", default=("", ""))
+_ANSWERING = ("answer_example", "answer_format", "closed")
+
+
+@contextmanager
+def prompt_language(lang: str = "", answer_line: str = "") -> Iterator[None]:
+    """While the block runs, prompts come from prompts/<lang>.md where it has a section for them ("" or "en": the
+    English files) and the prompts that ask for the answer end with `answer_line`."""
+    token = _LANGUAGE.set(("" if lang == "en" else lang, answer_line))
+    try:
+        yield
+    finally:
+        _LANGUAGE.reset(token)
+
+
+@functools.cache
+def language_prompts(lang: str) -> dict[str, str]:
+    """The `## name` sections of prompts/<lang>.md ({} if there is no such file)."""
+    path = files("assistant.prompts").joinpath(f"{lang}.md")
+    if not re.fullmatch(r"[a-z]{2,3}(?:-[a-z]{2,4})?", lang) or not path.is_file():
+        return {}
+    sections = re.split(r"^## +(\w+)[ \t]*$", path.read_text(encoding="utf-8"), flags=re.M)
+    return {name: body.strip() for name, body in zip(sections[1::2], sections[2::2], strict=False) if body.strip()}
 
 
 def render_sources(sources: list[Source]) -> str:
@@ -54,8 +90,10 @@ def render_sources(sources: list[Source]) -> str:
     return f"<sources untrusted>\n{body}\n</sources>"
 
 
-def search_messages(question: str, sources: list[Source], notes: list[str], example: bool = True) -> list[Message]:
-    """The messages of one answering step.
+def search_messages(
+    question: str, sources: list[Source], notes: list[str], example: bool = True, history: Sequence[Turn] = ()
+) -> list[Message]:
+    """The messages of one answering step (after the earlier turns of a chat, if any).
 
     `example` shows the reply's shape by example ("Paris [2]"): 1.5B models need it (TriviaQA EM 11/20 with it,
     1/20 without, on questions 200-219 of wiki-dev300), while SmolLM2-135M copies it as its answer."""
@@ -63,15 +101,17 @@ def search_messages(question: str, sources: list[Source], notes: list[str], exam
     parts += notes
     parts += [f"Question: {question}", load_prompt("answer_example" if example else "answer_format")]
     system = load_prompt("search")
-    return [Message("system", system), Message("user", "\n".join(parts))]
+    return [Message("system", system), *history_messages(history), Message("user", "\n".join(parts))]
 
 
-def next_step_messages(question: str, sources: list[Source], queries: list[str], notes: list[str]) -> list[Message]:
+def next_step_messages(
+    question: str, sources: list[Source], queries: list[str], notes: list[str], history: Sequence[Turn] = ()
+) -> list[Message]:
     """The messages that ask for the next tool call; sources appear by title and URL only (few tokens)."""
     listing = "\n".join(f"[{s.n}] {s.title}" + (f" <{s.url}>" if s.url else "") for s in sources)
     parts = [f"Sources so far:\n{listing or '(none)'}", "Queries tried: " + "; ".join(queries), *notes]
     parts.append(f"Question: {question}")
-    return [Message("system", load_prompt("next_step")), Message("user", "\n".join(parts))]
+    return [Message("system", load_prompt("next_step")), *history_messages(history), Message("user", "\n".join(parts))]
 
 
 _ABSTAIN = re.compile(
@@ -86,10 +126,10 @@ def abstained(short_answer: str) -> bool:
     return not short_answer.strip() or bool(_ABSTAIN.search(short_answer.strip()))
 
 
-def closed_messages(question: str) -> list[Message]:
+def closed_messages(question: str, history: Sequence[Turn] = ()) -> list[Message]:
     """The messages of a closed-book answer."""
     user = f"Question: {question}\nReply with only the answer, in a few words."
-    return [Message("system", load_prompt("closed")), Message("user", user)]
+    return [Message("system", load_prompt("closed")), *history_messages(history), Message("user", user)]
 
 
 @dataclass
@@ -146,3 +186,73 @@ def _folded(text: str) -> set[str]:
     """Word tokens without accents: "Bogota" supports "Bogotá"."""
     plain = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
     return set(tokenize(plain))
+
+
+# --- earlier turns of a chat -----------------------------------------------------------------------------------
+
+_TURN_OVERHEAD = 8  # what a chat template adds around one message (role markers, separators)
+_REFERS_BACK = frozenset(
+    ("he", "she", "it", "they", "him", "her", "his", "hers", "its", "their", "theirs", "them")
+    + ("this", "that", "these", "those", "there", "then")
+)
+_OPENER = re.compile(r"^(?:and|but|also|so|what about|how about)\b[\s,]*", re.I)
+
+
+@dataclass
+class Turn:
+    """An earlier question of a chat and the answer it got."""
+
+    question: str
+    answer: str
+
+    def condensed(self) -> Turn:
+        """The question with only the short answer."""
+        return Turn(self.question, parse_answer(self.answer, set(), self.question).short_answer)
+
+
+def history_messages(history: Sequence[Turn]) -> list[Message]:
+    """Earlier turns as user/assistant messages. Their citations are removed: those numbers named the sources
+    of their own turn, and the current sources reuse them."""
+    messages: list[Message] = []
+    for turn in history:
+        answer = " ".join(re.sub(r"\s*" + _CITATION.pattern, "", turn.answer).split())
+        messages += [Message("user", turn.question), Message("assistant", answer)]
+    return messages
+
+
+def fit_history(history: Sequence[Turn], budget: int, count: Callable[[str], int]) -> list[Turn]:
+    """The newest turns that fit `budget` tokens: the oldest are dropped first, and a turn too long to fit whole
+    is kept as its question and short answer when that fits."""
+    kept: list[Turn] = []
+    used = 0
+    for turn in reversed(history):
+        for candidate in (turn, turn.condensed()):
+            cost = sum(count(m.content) + _TURN_OVERHEAD for m in history_messages([candidate]))
+            if used + cost <= budget:
+                kept.append(candidate)
+                used += cost
+                break
+        else:
+            break
+    return kept[::-1]
+
+
+def standalone_query(question: str, history: Sequence[Turn]) -> str:
+    """The search query for a chat question, built without a generation. A follow-up (a word that refers back,
+    an opener like "and", or at most one content word and no name) gets the content words of the previous
+    question appended, and the previous short answer too unless it names its own subject: "and when was he
+    born?" → "when was he born? Rembrandt painted night watch"; "what about Vermeer?" → "Vermeer? painted night
+    watch". Other questions are searched as they are."""
+    if not history:
+        return question
+    words = tokenize(question)
+    content = [w for w in words if w not in STOP_WORDS]
+    named = any(w[:1].isupper() for w in question.split()[1:])
+    if not (_REFERS_BACK & set(words) or _OPENER.match(question) or (len(content) < 2 and not named)):
+        return question
+    last = history[-1]
+    short = parse_answer(last.answer, set(), last.question).short_answer
+    context = [] if abstained(short) or named else [short]
+    seen = set(words) | set(tokenize(short))
+    context += [w for w in dict.fromkeys(tokenize(last.question)) if w not in STOP_WORDS and w not in seen]
+    return " ".join([_OPENER.sub("", question).strip(), *context]).strip()

@@ -6,13 +6,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from assistant.errors import AssistantError
 from assistant.events import Event
 from assistant.loop import answer
 from assistant.models import ModelBackend, ModelSpec, load_model, resolve_model
+from assistant.prompting import Turn, standalone_query
 from assistant.search import make_search
 from assistant.search.base import SearchBackend
 from assistant.search.cache import Cache
@@ -49,9 +50,12 @@ class Assistant:
         little (TriviaQA EM +1.7 [0, 5.0], HotpotQA F1 +2.9 [0, 8.6]) at 1.35-1.8x its prompt tokens."""
         return self.settings.loop != "single" and self.spec.tool_calling
 
-    def ask(self, question: str, *, search: bool = True, multi: bool | None = None) -> Iterator[Event]:
+    def ask(
+        self, question: str, *, search: bool = True, multi: bool | None = None, history: Sequence[Turn] = ()
+    ) -> Iterator[Event]:
         """Answer one question; `search=False` answers closed-book with the same model, `multi=False` searches
-        once and answers (naive retrieve-then-answer), None follows the settings."""
+        once and answers (naive retrieve-then-answer), None follows the settings. `history`: a chat's earlier
+        turns, oldest first (the newest that fit the window are shown to the model)."""
         question = " ".join(question.split())
         if not question:
             raise AssistantError('the question is empty — pass a question, e.g. assistant ask "Who painted X?"')
@@ -60,13 +64,14 @@ class Assistant:
         if search and self.search is not None:
             policy = FetchPolicy(allow_private=s.allow_private, timeout=s.fetch_timeout, max_bytes=s.fetch_max_bytes)
             ctx = ToolContext(
-                question,
+                standalone_query(question, history),  # pages are ranked against it: a follow-up needs context
                 self.search,
                 policy,
                 self.model.count_tokens,
                 self.cache,
                 max_results=s.max_results,
                 read_pages=s.read_pages,
+                model=self.model,
             )
         load, self.load_seconds = self.load_seconds, 0.0  # the load is counted once, in the first answer
         yield from answer(
@@ -81,4 +86,5 @@ class Assistant:
             temperature=s.temperature,
             load_seconds=load,
             example=not (self.spec.preset and self.spec.preset.copies_examples),
+            history=history,
         )

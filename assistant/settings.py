@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -44,6 +44,17 @@ def cache_dir() -> Path:
     return _home("cache")
 
 
+class RouteConfig(BaseModel):
+    """One language's route in config.toml (`[routes.de]`); what is left out comes from the built-in route."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(default=None, description="preset name or model path for this language")
+    prompts: str | None = Field(default=None, description="prompts/<code>.md to use, or en for the English prompts")
+    region: str | None = Field(default=None, description="search region for ddgs/searxng, e.g. de-de")
+    answer: str | None = Field(default=None, description="language code of the answer; empty: no instruction")
+
+
 class Settings(BaseSettings):
     """Everything a command can be told; each field is also `ASSISTANT_<NAME>` and a key in config.toml."""
 
@@ -60,6 +71,16 @@ class Settings(BaseSettings):
     searxng_url: str | None = Field(None, description="base URL of a SearXNG instance")
     region: str = Field("wt-wt", description="search region for ddgs/searxng, e.g. fr-fr")
     lang: str = Field("auto", description="language route: auto (detect each query) or a code such as fr")
+    lang_threshold: float = Field(
+        0.9, ge=0, le=1, description="a detected language below this confidence takes the default (English) route"
+    )
+    routes: dict[str, RouteConfig] = Field(
+        default_factory=dict, description="per-language routes, [routes.fr] model/prompts/region/answer (README)"
+    )
+    multilingual_model: str = Field(
+        "auto", description="model of a route that names none: auto (best multilingual preset present), none, or a name"
+    )
+    route_memory_mb: int = Field(4096, ge=0, description="most MB of route models kept loaded; the LRU one is released")
     loop: Literal["auto", "single", "multi"] = Field(
         "auto",
         description="single: search once, then answer; multi and auto: a tool-capable model may search again when "

@@ -1,0 +1,392 @@
+"""Per-language routing: each question's language is detected and picks a route (model, prompts, search region,
+answer language); an English question takes the default route and costs only the detection.
+
+Detection is py3langid (langid.py's model, 4.5 MB, BSD-3) restricted to the routed languages. A language
+detected below `lang_threshold` (very short or mixed queries: "Paris?", "Who wrote Les Misérables?") takes the
+default route, and the route says why; `--lang xx` (the `lang` setting) skips detection. Routes are built in for
+the languages of `LANGUAGES` and overridden field by field by `[routes.xx]` in config.toml. A route that names
+no model, or whose model cannot be resolved, falls back to `multilingual_model` (auto: the best multilingual
+preset present, Qwen2.5; SmolLM2 is English-only), else to the default model with the route's prompts and
+region; the fallback is recorded in the answer's `route`. Route models other than the default one are loaded
+on first use and the least recently used is released past `route_memory_mb` (sizes from the GGUF files).
+
+    python -m assistant.routing "Wie viele Punkte gab die Verteidigung der Panthers ab?"   # the route taken
+    python -m assistant.routing --measure ../shared/data/xquad    # detection accuracy and time per language
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import functools
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from assistant.errors import AssistantError
+from assistant.events import Answer, Event
+from assistant.models import ModelBackend, ModelSpec, load_model, resolve_model
+from assistant.prompting import language_prompts, prompt_language
+from assistant.runner import Assistant
+from assistant.search.base import SearchBackend
+from assistant.settings import RouteConfig, Settings
+
+DEFAULT_LANG = "en"
+# Built-in routes: language -> (ddgs region, English name). Hindi has no ddgs region of its own: India's.
+LANGUAGES: dict[str, tuple[str, str]] = {
+    "ar": ("xa-ar", "Arabic"),
+    "de": ("de-de", "German"),
+    "el": ("gr-el", "Greek"),
+    "es": ("es-es", "Spanish"),
+    "fr": ("fr-fr", "French"),
+    "hi": ("in-en", "Hindi"),
+    "it": ("it-it", "Italian"),
+    "ja": ("jp-jp", "Japanese"),
+    "ko": ("kr-kr", "Korean"),
+    "nl": ("nl-nl", "Dutch"),
+    "pl": ("pl-pl", "Polish"),
+    "pt": ("pt-pt", "Portuguese"),
+    "ro": ("ro-ro", "Romanian"),
+    "ru": ("ru-ru", "Russian"),
+    "th": ("th-th", "Thai"),
+    "tr": ("tr-tr", "Turkish"),
+    "uk": ("ua-uk", "Ukrainian"),
+    "vi": ("vn-vi", "Vietnamese"),
+    "zh": ("cn-zh", "Chinese"),
+}
+# Presets trained on many languages, best first (Qwen2.5: 29+ languages); Phi-3-mini and SmolLM2 are mainly English.
+MULTILINGUAL = ("qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b")
+# Built-in routes ask in the question's language with prompts/<lang>.md where it exists (docs/results-routing.md).
+IN_LANGUAGE_PROMPTS = True
+
+
+@dataclass
+class Detection:
+    """The most likely routed language of a text (None: no letters) and its probability among them."""
+
+    lang: str | None
+    confidence: float
+    seconds: float = 0.0
+    forced: bool = False  # given by --lang, not detected
+
+
+@functools.cache
+def _identifier(languages: tuple[str, ...]) -> Any:
+    """py3langid restricted to `languages`; the model (about 1 s to read) is loaded once per process."""
+    ident = copy.copy(_full_identifier())
+    ident.set_languages(list(languages))
+    return ident
+
+
+_LOADING = threading.Lock()
+
+
+def _full_identifier() -> Any:
+    with _LOADING:  # a second caller waits for the first load instead of starting its own
+        return _load_identifier()
+
+
+def _preload() -> None:
+    """Read the detection model (about 1 s) in a thread, while the default model loads."""
+    with contextlib.suppress(AssistantError):
+        _full_identifier()
+
+
+@functools.cache
+def _load_identifier() -> Any:
+    try:
+        from py3langid.langid import MODEL_FILE, LanguageIdentifier
+    except ImportError:
+        raise AssistantError("language detection needs py3langid — pip install py3langid, or pass --lang en") from None
+    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+
+
+def detectable(codes: list[str]) -> tuple[str, ...]:
+    """The codes py3langid knows, sorted."""
+    known = set(_full_identifier().labels)
+    return tuple(sorted(c for c in set(codes) if c in known))
+
+
+def detect(text: str, languages: tuple[str, ...]) -> Detection:
+    """The language of `text` among `languages`."""
+    start = time.perf_counter()
+    if not any(c.isalpha() for c in text):
+        return Detection(None, 0.0, time.perf_counter() - start)
+    lang, confidence = _identifier(languages).classify(text)
+    return Detection(lang, float(confidence), time.perf_counter() - start)
+
+
+@dataclass
+class Route:
+    """Where a question goes; `spec` None means the default model, `fallback` why the route is not as asked."""
+
+    language: str
+    model: str
+    prompts: str  # "en" (prompts/*.md) or a code with prompts/<code>.md
+    region: str
+    answer: str  # the language the answer is asked in; "" asks nothing
+    fallback: str | None = None
+    spec: ModelSpec | None = None
+
+    def record(self, detect_ms: float) -> dict[str, Any]:
+        """What answers record as `route`."""
+        prompt = "prompts/*.md" if self.prompts == DEFAULT_LANG else f"prompts/{self.prompts}.md"
+        return {
+            "language": self.language,
+            "model": self.model,
+            "prompt": prompt,
+            "region": self.region,
+            "answer_language": self.answer or None,
+            "fallback": self.fallback,
+            "detect_ms": round(detect_ms, 3),
+        }
+
+
+def answer_line(route: Route) -> str:
+    """The line that asks for the answer in the route's language ("" for English answers to English prompts)."""
+    if not route.answer or route.answer == route.prompts == DEFAULT_LANG:
+        return ""
+    if route.answer == route.prompts:
+        return language_prompts(route.prompts).get("answer_in", "")
+    name = LANGUAGES.get(route.answer, ("", route.answer))[1]
+    return f"Answer in {name}, in the words of the sources."
+
+
+def route_configs(settings: Settings) -> dict[str, RouteConfig]:
+    """The built-in routes with config.toml's `[routes.xx]` fields on top."""
+    configs = {code: RouteConfig(region=region) for code, (region, _) in LANGUAGES.items()}
+    for code, given in settings.routes.items():
+        base = configs.get(code.lower(), RouteConfig())
+        configs[code.lower()] = base.model_copy(update=given.model_dump(exclude_unset=True))
+    configs.pop(DEFAULT_LANG, None)  # English is the default route: the settings' model, region and prompts
+    return configs
+
+
+def model_mb(spec: ModelSpec) -> float:
+    """A model's memory estimate: its GGUF file's size, else its preset's, else 0 (a server's model)."""
+    path = Path(spec.target)
+    if spec.backend == "llama-cpp" and path.is_file():
+        return path.stat().st_size / 2**20
+    return float(spec.preset.size_mb) if spec.preset and spec.backend != "openai" else 0.0
+
+
+def _key(spec: ModelSpec) -> tuple[str, str]:
+    return (spec.backend, spec.target)
+
+
+@dataclass
+class ModelPool:
+    """Route models loaded on first use; least recently used ones are released to stay within `budget_mb`."""
+
+    budget_mb: float
+    load: Callable[[ModelSpec], ModelBackend]
+    loaded: OrderedDict[tuple[str, str], tuple[ModelBackend, float]] = field(default_factory=OrderedDict)
+
+    def get(self, spec: ModelSpec) -> tuple[ModelBackend, float, list[str]]:
+        """The model, the seconds its load took now (0 if it was loaded) and notes of what was released."""
+        key = _key(spec)
+        if key in self.loaded:
+            self.loaded.move_to_end(key)
+            return self.loaded[key][0], 0.0, []
+        size, notes = model_mb(spec), []
+        while self.loaded and sum(mb for _, mb in self.loaded.values()) + size > self.budget_mb:
+            _, (old, mb) = self.loaded.popitem(last=False)
+            notes.append(f"released {old.name} ({mb:.0f} MB) to stay within route_memory_mb={self.budget_mb:.0f}")
+            close = getattr(old, "close", None)
+            if callable(close):
+                close()
+        start = time.perf_counter()
+        model = self.load(spec)
+        self.loaded[key] = (model, size)
+        return model, time.perf_counter() - start, notes
+
+
+def _in_language(events: Iterator[Event], prompts: str, line: str) -> Iterator[Event]:
+    """Run `events` with the route's prompts; only while the inner generator runs, so nothing leaks out."""
+    while True:
+        with prompt_language(prompts, line):
+            event = next(events, None)
+        if event is None:
+            return
+        yield event
+
+
+@dataclass
+class Router(Assistant):
+    """An Assistant (its model and settings are the default route) that sends each question down its route."""
+
+    loader: Callable[[Settings, ModelSpec], ModelBackend] = load_model
+    pool: ModelPool = field(init=False)
+    configs: dict[str, RouteConfig] = field(init=False)
+    routes: dict[str, Route] = field(init=False, default_factory=dict)
+    searches: dict[str, SearchBackend | None] = field(init=False, default_factory=dict)
+    languages: tuple[str, ...] = field(init=False, default=())  # the candidates of detection, once it is needed
+
+    def __post_init__(self) -> None:
+        self.configs = route_configs(self.settings)
+        self.pool = ModelPool(self.settings.route_memory_mb, lambda spec: self.loader(self.settings, spec))
+
+    @classmethod
+    def from_settings(cls, settings: Settings, model: ModelBackend | None = None) -> Router:
+        """Load the default model and search chain; route models wait for their first question."""
+        if settings.lang.strip().lower() == "auto":
+            threading.Thread(target=_preload, daemon=True).start()
+        router = super().from_settings(settings, model)
+        assert isinstance(router, Router)
+        return router
+
+    def detect(self, question: str, lang: str | None = None) -> Detection:
+        """The question's language: `lang` or the `lang` setting if not auto, else detected."""
+        forced = (lang or self.settings.lang).strip().lower()
+        if forced != "auto":
+            if not re.fullmatch(r"[a-z]{2,3}", forced):
+                raise AssistantError(f"--lang {forced!r}: use auto or a language code such as fr")
+            return Detection(forced, 1.0, 0.0, forced=True)
+        self.languages = self.languages or detectable([DEFAULT_LANG, *self.configs])
+        return detect(question, self.languages)
+
+    def route(self, detection: Detection) -> Route:
+        """The route a detection takes."""
+        code, threshold = detection.lang, self.settings.lang_threshold
+        if code is None:
+            return self._default("no letters to detect a language from: default route")
+        if not detection.forced and detection.confidence < threshold:
+            return self._default(f"detection unsure ({code} {detection.confidence:.2f} < {threshold}): default route")
+        if code == DEFAULT_LANG:
+            return self._default(None)
+        if code not in self.configs:
+            return self._default(f"no route for {code}: default route")
+        if code not in self.routes:
+            self.routes[code] = self._route(code, self.configs[code])
+        return self.routes[code]
+
+    def _default(self, why: str | None) -> Route:
+        return Route(DEFAULT_LANG, self.model.name, DEFAULT_LANG, self.settings.region, DEFAULT_LANG, why)
+
+    def _route(self, code: str, config: RouteConfig) -> Route:
+        prompts = config.prompts or (code if IN_LANGUAGE_PROMPTS and language_prompts(code) else DEFAULT_LANG)
+        answer = code if config.answer is None else config.answer
+        region = config.region or self.settings.region
+        spec, name, why = self._model_for(code, config.model)
+        return Route(code, name, prompts, region, answer, why, spec)
+
+    def _resolve(self, name: str) -> ModelSpec:
+        return resolve_model(self.settings.model_copy(update={"model": name}))
+
+    def _model_for(self, code: str, wanted: str | None) -> tuple[ModelSpec | None, str, str | None]:
+        """The route's model spec (None: the default model), its name, and the fallback taken if any."""
+        why = f"no model configured for {code}"
+        if wanted:
+            try:
+                return self._resolve(wanted), wanted, None
+            except AssistantError as e:
+                why = f"model {wanted} for {code} is unavailable ({e})"
+        fallback = self.settings.multilingual_model.strip()
+        for name in MULTILINGUAL if fallback == "auto" else [] if fallback in ("", "none") else [fallback]:
+            try:
+                return self._resolve(name), name, f"{why}: the multilingual model {name} answers"
+            except AssistantError as e:
+                if fallback != "auto":
+                    why += f"; multilingual model {name} is unavailable ({e})"
+        return None, self.model.name, f"{why}: the default model {self.model.name} answers"
+
+    def _search_for(self, region: str) -> SearchBackend | None:
+        """The search chain in `region` (the default one when no web backend uses a region)."""
+        if region == self.settings.region or not {"ddgs", "searxng"} & set(self.settings.search_chain()):
+            return self.search
+        if region not in self.searches:
+            from assistant.search import make_search
+
+            self.searches[region] = make_search(self.settings.model_copy(update={"region": region}), self.cache)
+        return self.searches[region]
+
+    def ask(
+        self, question: str, *, search: bool = True, multi: bool | None = None, lang: str | None = None, **kw: Any
+    ) -> Iterator[Event]:
+        """Answer down the question's route (`lang` overrides detection); other keywords go to Assistant.ask.
+        The Answer records `lang`, `lang_confidence` and `route`."""
+        detection = self.detect(question, lang)
+        route = self.route(detection)
+        notes: list[str] = []
+        if route.language == DEFAULT_LANG:
+            events = Assistant.ask(self, question, search=search, multi=multi, **kw)
+        else:
+            spec, model, load = self.spec, self.model, 0.0
+            if route.spec is not None and _key(route.spec) != _key(self.spec):
+                spec = route.spec
+                model, load, notes = self.pool.get(spec)
+            else:  # the default model: its load is counted once, in the first answer
+                load, self.load_seconds = self.load_seconds, 0.0
+            if route.spec is None:
+                notes.append(f"route {route.language}: {route.fallback}")
+            settings = self.settings.model_copy(update={"region": route.region})
+            helper = Assistant(settings, spec, model, self._search_for(route.region), self.cache, load)
+            inner = helper.ask(question, search=search, multi=multi, **kw)
+            events = _in_language(inner, route.prompts, answer_line(route))
+        for event in events:
+            if isinstance(event, Answer):
+                event.lang = detection.lang
+                event.lang_confidence = round(detection.confidence, 3)
+                event.route = route.record(detection.seconds * 1000)
+                event.notes += notes
+            yield event
+
+
+def measure(folder: Path, threshold: float, languages: tuple[str, ...]) -> str:
+    """A markdown table: per language of `folder/*.questions.jsonl` ({question, lang}), how often detection picks
+    it, how often the question takes its own route, and the time detection takes per query."""
+    import json
+    import statistics
+
+    _load_identifier.cache_clear()
+    _identifier.cache_clear()
+    start = time.perf_counter()
+    detect("warm up", languages)  # reads the model and restricts it to `languages`
+    load = time.perf_counter() - start
+    rows, times = [], []
+    for path in sorted(folder.glob("*.questions.jsonl")):
+        records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        lang = records[0]["lang"]
+        top = own = other = 0
+        for record in records:
+            d = detect(record["question"], languages)
+            times.append(d.seconds * 1000)
+            top += d.lang == lang
+            taken = d.lang if d.lang and d.confidence >= threshold else DEFAULT_LANG
+            own += taken == lang
+            other += taken not in (lang, DEFAULT_LANG)
+        n = len(records)
+        rows.append(f"| {lang} | {n} | {top / n:.4f} | {own / n:.4f} | {other / n:.4f} |")
+    times.sort()
+    p95 = times[int(0.95 * len(times))] if times else 0.0
+    head = ["| language | questions | detected | own route | another language's route |", "|---|---|---|---|---|"]
+    tail = (
+        f"\n{len(languages)} candidate languages, threshold {threshold}; detection per query: mean "
+        f"{statistics.mean(times or [0]):.3f} ms, median {statistics.median(times or [0]):.3f} ms, p95 {p95:.3f} ms, "
+        f"max {max(times or [0]):.1f} ms; first use (reading the model) {load:.2f} s"
+    )
+    return "\n".join(head + rows) + tail
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import argparse
+
+    from assistant.settings import load_settings
+
+    parser = argparse.ArgumentParser(description="Show the route of questions, or measure detection.")
+    parser.add_argument("questions", nargs="*", help="questions to route")
+    parser.add_argument("--measure", type=Path, help="folder of LANG.questions.jsonl files (XQuAD)")
+    args = parser.parse_args()
+    settings = load_settings()
+    codes = detectable([DEFAULT_LANG, *route_configs(settings)])
+    if args.measure:
+        print(measure(args.measure, settings.lang_threshold, codes))
+    for q in args.questions:
+        d = detect(q, codes)
+        taken = d.lang if d.lang and d.confidence >= settings.lang_threshold else f"{DEFAULT_LANG} (default)"
+        print(f"{d.lang} {d.confidence:.3f} ({d.seconds * 1000:.2f} ms) → route {taken}\t{q}")
