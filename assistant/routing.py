@@ -61,7 +61,8 @@ LANGUAGES: dict[str, tuple[str, str]] = {
 }
 # Presets trained on many languages, best first (Qwen2.5: 29+ languages); Phi-3-mini and SmolLM2 are mainly English.
 MULTILINGUAL = ("qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b")
-# Built-in routes ask in the question's language with prompts/<lang>.md where it exists (docs/results-routing.md).
+# Built-in routes ask in the question's language with prompts/<lang>.md where it exists
+# (docs/results.md, "Per-language routing").
 IN_LANGUAGE_PROMPTS = True
 
 
@@ -273,6 +274,9 @@ class Router(Assistant):
         answer = code if config.answer is None else config.answer
         region = config.region or self.settings.region
         spec, name, why = self._model_for(code, config.model)
+        if prompts != DEFAULT_LANG and not language_prompts(prompts):
+            why = "; ".join(filter(None, [why, f"no prompts/{prompts}.md: the English prompts"]))
+            prompts = DEFAULT_LANG
         return Route(code, name, prompts, region, answer, why, spec)
 
     def _resolve(self, name: str) -> ModelSpec:

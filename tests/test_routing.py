@@ -115,6 +115,13 @@ def test_english_prompts_with_an_answer_language_add_one_line(fake_model: FakeMo
     assert answer.route["prompt"] == "prompts/*.md" and answer.route["answer_language"] == "es"
 
 
+def test_a_route_whose_prompts_are_missing_uses_the_english_ones_and_says_so(fake_model: FakeModel):
+    router = make_router(fake_model, routes={"pl": {"prompts": "pl"}})
+    route = router.route(router.detect("", lang="pl"))
+    assert route.prompts == "en" and route.answer == "pl" and route.region == "pl-pl"
+    assert route.fallback and route.fallback.endswith("no prompts/pl.md: the English prompts")
+
+
 def test_a_route_whose_model_is_missing_falls_back_to_the_default_model_and_records_it(fake_model: FakeModel):
     router = make_router(fake_model, routes={"de": {"model": "/nowhere/german.gguf"}}, multilingual_model="none")
     fake_model.enqueue("308")
