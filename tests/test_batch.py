@@ -28,6 +28,7 @@ from assistant.cli import app
 from assistant.errors import AssistantError
 from assistant.resultlog import ResultLog
 from assistant.settings import load_settings
+from tests.conftest import restore_sigint
 
 runner = CliRunner()
 
@@ -290,7 +291,7 @@ def test_a_failing_server_stops_the_run_and_retry_errors_asks_again(server: Serv
 
 def _start(server: Server, src: Path, out: Path) -> subprocess.Popen[str]:
     args = [sys.executable, "-m", "assistant", *batch_args(server, src, out)]
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=restore_sigint)
 
 
 def _wait_for_lines(out: Path, n: int, proc: subprocess.Popen[str]) -> None:

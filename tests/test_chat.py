@@ -27,6 +27,7 @@ import pyte
 import pytest
 
 from assistant.search.local import build_index
+from tests.conftest import restore_sigint
 
 DATA = Path(__file__).parent / "data"
 WINDOW = 4096
@@ -154,7 +155,13 @@ class Session:
         self.terminal = pyte.HistoryScreen(self.COLUMNS, self.ROWS, history=10_000)
         self.stream = pyte.Stream(self.terminal)
         self.child = pexpect.spawn(
-            sys.executable, args, env=env(**environ), encoding="utf-8", dimensions=(self.ROWS, self.COLUMNS), timeout=30
+            sys.executable,
+            args,
+            env=env(**environ),
+            encoding="utf-8",
+            dimensions=(self.ROWS, self.COLUMNS),
+            timeout=30,
+            preexec_fn=restore_sigint,
         )
         self.child.logfile_read = self  # type: ignore[assignment]
         self.prompt()
