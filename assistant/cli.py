@@ -61,6 +61,10 @@ SearchOpt = Annotated[
 IndexOpt = Annotated[Path | None, _opt("SQLite index for --search local.", "INDEX", "--index")]
 SearxOpt = Annotated[str | None, _opt("SearXNG base URL for --search searxng.", "SEARXNG_URL", "--searxng-url")]
 LangOpt = Annotated[str | None, _opt("Language route: auto (detect) or a code such as fr.", "LANG", "--lang")]
+MaxStepsOpt = Annotated[int | None, _opt("Most search steps per answer.", "MAX_STEPS", "--max-steps")]
+AllowPrivateOpt = Annotated[
+    bool | None, _opt("Let fetch_page reach private/loopback addresses.", "ALLOW_PRIVATE", "--allow-private")
+]
 
 
 def settings_from(
@@ -95,10 +99,8 @@ def ask(
     search: SearchOpt = None,
     index: IndexOpt = None,
     searxng_url: SearxOpt = None,
-    allow_private: Annotated[
-        bool | None, _opt("Let fetch_page reach private/loopback addresses.", "ALLOW_PRIVATE", "--allow-private")
-    ] = None,
-    max_steps: Annotated[int | None, _opt("Most search steps.", "MAX_STEPS", "--max-steps")] = None,
+    allow_private: AllowPrivateOpt = None,
+    max_steps: MaxStepsOpt = None,
     lang: LangOpt = None,
 ) -> None:
     """Answer a question with citations, searching first (or closed-book with --search none)."""

@@ -16,14 +16,15 @@ from rich.console import Console
 from rich.table import Table
 
 from assistant.cli import (
+    AllowPrivateOpt,
     BackendOpt,
     BaseUrlOpt,
     IndexOpt,
     LangOpt,
+    MaxStepsOpt,
     ModelOpt,
     SearchOpt,
     SearxOpt,
-    _opt,
     app,
     fails_cleanly,
     settings_from,
@@ -40,10 +41,8 @@ def chat(
     index: IndexOpt = None,
     searxng_url: SearxOpt = None,
     lang: LangOpt = None,
-    allow_private: Annotated[
-        bool | None, _opt("Let fetch_page reach private/loopback addresses.", "ALLOW_PRIVATE", "--allow-private")
-    ] = None,
-    max_steps: Annotated[int | None, _opt("Most search steps per answer.", "MAX_STEPS", "--max-steps")] = None,
+    allow_private: AllowPrivateOpt = None,
+    max_steps: MaxStepsOpt = None,
 ) -> None:
     """Chat in the terminal: answers with citations that remember the conversation; /help inside lists commands."""
     from assistant.chat import run_chat

@@ -27,10 +27,10 @@ from assistant.cli import (
     BaseUrlOpt,
     IndexOpt,
     LangOpt,
+    MaxStepsOpt,
     ModelOpt,
     SearchOpt,
     SearxOpt,
-    _opt,
     err,
     fails_cleanly,
     settings_from,
@@ -41,7 +41,6 @@ ConcurrencyOpt = Annotated[
     int, typer.Option("--concurrency", "-j", min=1, help="Questions at once (parallel only with --backend openai).")
 ]
 RetryOpt = Annotated[bool, typer.Option("--retry-errors", help="Ask again the questions whose row is an error.")]
-MaxStepsOpt = Annotated[int | None, _opt("Most search steps.", "MAX_STEPS", "--max-steps")]
 
 
 def _warn(label: str, text: str, console: Console | None = None) -> None:
