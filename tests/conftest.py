@@ -63,6 +63,16 @@ def no_internet(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
 
 
+@pytest.fixture(scope="module")
+def index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real SQLite FTS5 index of tests/data/passages.jsonl (a test file may define its own `index`)."""
+    from assistant.search.local import build_index
+
+    out = tmp_path_factory.mktemp("index") / "index.db"
+    build_index([DATA / "passages.jsonl"], out)
+    return out
+
+
 def restore_sigint() -> None:
     """A child's `preexec_fn`: Ctrl-C back to its default. A shell that starts the tests in the background
     ignores SIGINT, children inherit that, and Python then never raises KeyboardInterrupt."""

@@ -26,7 +26,6 @@ import pexpect
 import pyte
 import pytest
 
-from assistant.search.local import build_index
 from tests.conftest import restore_sigint
 
 DATA = Path(__file__).parent / "data"
@@ -101,13 +100,6 @@ class Model(BaseHTTPRequestHandler):
 
     def log_message(self, *args: Any) -> None:
         pass
-
-
-@pytest.fixture(scope="module")
-def index(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("index") / "index.db"
-    build_index([DATA / "passages.jsonl"], out)
-    return out
 
 
 @pytest.fixture

@@ -14,18 +14,10 @@ from typer.testing import CliRunner
 from assistant.cli import app
 from assistant.events import Answer
 from assistant.runner import Assistant
-from assistant.search.local import build_index
 from assistant.settings import load_settings
 
 DATA = Path(__file__).parent / "data"
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def index(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("index") / "index.db"
-    build_index([DATA / "passages.jsonl"], out)
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,6 @@ from assistant.errors import AssistantError
 from assistant.evals.datasets import load_dataset
 from assistant.evaluate import EvalRun
 from assistant.runner import Assistant
-from assistant.search.local import build_index
 from assistant.settings import load_settings
 from tests.test_batch import Server, running_server
 
@@ -54,13 +53,6 @@ def server() -> Iterator[Server]:
     """The scripted OpenAI-compatible server of tests/test_batch.py."""
     with running_server() as script:
         yield script
-
-
-@pytest.fixture(scope="module")
-def index(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("index") / "index.db"
-    build_index([DATA / "passages.jsonl"], out)
-    return out
 
 
 @pytest.fixture
