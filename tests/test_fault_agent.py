@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sqlite3
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -229,3 +231,26 @@ def test_an_endless_model_still_yields_an_answer_that_says_it_was_cut(endless: s
     final = list(Assistant.from_settings(settings).ask("Say la forever"))[-1]
     assert isinstance(final, Answer) and final.answer.startswith("la la")
     assert any("did not stop; its output was cut" in n for n in final.notes), final.notes
+
+
+@dataclass
+class BrokenSearch:
+    """A search backend that raises what a third-party library raises (not SearchError): sqlite, ddgs, parsers."""
+
+    name: str = "broken"
+
+    def search(self, query: str, max_results: int = 5) -> list[SearchResult]:
+        raise sqlite3.OperationalError("database disk image is malformed")
+
+
+def test_an_unexpected_tool_exception_becomes_an_observation_and_a_note(fake_model):
+    ctx = ToolContext(QUESTION, BrokenSearch(), FetchPolicy(), fake_model.count_tokens)
+    fake_model.enqueue("Answer: Rembrandt")
+    events = list(answer(QUESTION, fake_model, ctx, default_tools(), multi=False))
+    returned = [e for e in events if isinstance(e, ToolReturned)]
+    assert returned and "OperationalError: database disk image is malformed" in (returned[0].error or "")
+    final = events[-1]
+    assert isinstance(final, Answer) and final.short_answer == "Rembrandt"
+    assert any("web_search failed" in n and "database disk image is malformed" in n for n in final.notes), final.notes
+    prompt = fake_model.history[0][0][-1].content
+    assert "database disk image is malformed" in prompt, "the model sees what went wrong"
