@@ -18,7 +18,7 @@ import re
 import sys
 from collections.abc import Callable, Generator
 from contextlib import nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
@@ -32,7 +32,6 @@ from assistant.events import Answer, Event, Token, ToolCalled, ToolReturned
 from assistant.history import ChatStore, ChatTurn, transcript
 from assistant.prompting import Turn
 from assistant.render import EventPrinter
-from assistant.routing import Router
 from assistant.runner import Assistant
 from assistant.settings import Settings, data_dir
 
@@ -119,8 +118,8 @@ def _markdown(text: str) -> Markdown:
 
 @dataclass
 class Chat:
-    """One chat session: the assistant (a Router: each question goes down its language's route, as in `ask`),
-    the turns so far, and the slash commands."""
+    """One chat session: the assistant (each question goes down its language's route, as in `ask`), the turns
+    so far, and the slash commands. An assistant replaced by /model, /search or /lang is closed."""
 
     assistant: Assistant
     console: Console
@@ -236,10 +235,8 @@ class Chat:
             return
         settings = self.assistant.settings.model_copy(update={"model": arg})
         with self.console.status(f"loading {escape(arg)}…") if self.live else nullcontext():
-            fresh = Router.from_settings(settings)
-        close = getattr(self.assistant.model, "close", None)
-        if callable(close) and fresh.model is not self.assistant.model:
-            close()
+            fresh = Assistant.from_settings(settings)
+        self.assistant.close(keep_model=fresh.model is self.assistant.model)
         self.assistant = fresh
         self.console.print(f"model: {escape(fresh.model.name)} (loaded in {fresh.load_seconds:.1f}s)")
 
@@ -270,8 +267,10 @@ class Chat:
 
     def _rebuilt(self, settings: Settings) -> Assistant:
         """The assistant for new settings, keeping the loaded model (and what it is trusted with)."""
-        fresh = Router.from_settings(settings, model=self.assistant.model)
-        return replace(fresh, spec=self.assistant.spec, load_seconds=0.0)
+        fresh = Assistant.from_settings(settings, model=self.assistant.model, spec=self.assistant.spec)
+        fresh.load_seconds = 0.0
+        self.assistant.close(keep_model=True)
+        return fresh
 
     def _search_name(self) -> str:
         if self.assistant.search is None:
@@ -310,5 +309,9 @@ def run_chat(settings: Settings) -> None:
     plain = not sys.stdout.isatty() or bool(os.environ.get("NO_COLOR"))
     console = Console(highlight=False, color_system=None if plain else "auto")
     with console.status("loading the model…") if not plain else nullcontext():
-        assistant = Router.from_settings(settings)
-    Chat(assistant, console, ChatStore.default(), live=not plain).run(line_reader(interactive))
+        assistant = Assistant.from_settings(settings)
+    chat = Chat(assistant, console, ChatStore.default(), live=not plain)
+    try:
+        chat.run(line_reader(interactive))
+    finally:
+        chat.assistant.close()

@@ -40,6 +40,16 @@ class ToolCalled:
 
 
 @dataclass
+class PageRead:
+    """A tool read a web page, or failed to, while it worked (`step` is set by the run)."""
+
+    url: str
+    ok: bool
+    detail: str = ""  # "2 passages", or why the page could not be read
+    step: int = 0
+
+
+@dataclass
 class ToolReturned:
     """A tool's result, as the model will see it; `error` when it failed (the model sees the error too)."""
 
@@ -85,4 +95,4 @@ class Answer:
         return data
 
 
-Event = StepStarted | ToolCalled | ToolReturned | Token | Answer
+Event = StepStarted | ToolCalled | PageRead | ToolReturned | Token | Answer

@@ -16,15 +16,16 @@ from __future__ import annotations
 
 from collections.abc import Generator, Sequence
 
-from assistant.events import Event, Source, Token
+from assistant.events import Event, Source, StepStarted, Token
 from assistant.models.base import Completion, GenerationOptions, Message, ModelBackend
 from assistant.prompting import (
+    ENGLISH,
+    Prompts,
     Turn,
     abstained,
     attribute,
     closed_messages,
     fit_history,
-    load_prompt,
     next_step_messages,
     parse_answer,
     search_messages,
@@ -40,6 +41,7 @@ def answer(
     ctx: ToolContext | None,
     tools: dict[str, Tool],
     *,
+    prompts: Prompts = ENGLISH,
     max_steps: int = 3,
     multi: bool = True,
     context_tokens: int = 600,
@@ -50,15 +52,16 @@ def answer(
     history: Sequence[Turn] = (),
 ) -> Generator[Event, None, None]:
     """Answer `question`, yielding events; the last event is an `Answer`. `ctx=None` answers closed-book.
-    `history`: earlier turns of a chat, oldest first."""
+    `prompts`: the route's prompts (assistant/routing.py); `history`: earlier turns of a chat, oldest first."""
     search = ctx.search if ctx else None
     state = RunState(question, model.name, getattr(search, "name", "none"), ctx)
     state.timings["load"] = load_seconds
     opts = GenerationOptions(max_tokens=max_tokens, temperature=temperature)
-    turns = fit_turns(history, question, model, context_tokens, max_tokens) if history else []
+    turns = fit_turns(history, question, model, context_tokens, max_tokens, prompts) if history else []
+    yield StepStarted(1)
     if ctx is None or search is None:
-        completion = yield from _generate(model, closed_messages(question, turns), opts, state)
-        yield state.answer(completion.text, [])
+        completion = yield from _generate(model, closed_messages(question, turns, prompts), opts, state)
+        yield state.answer(parse_answer(completion.text, set(), question), [])
         return
     query = standalone_query(question, history)  # as ToolContext.question in runner.py
     yield from state.call(1, tools["web_search"], {"query": query}, by="policy")
@@ -66,14 +69,16 @@ def answer(
     for step in range(1, max_steps + 1):
         last = not multi or step == max_steps or stuck
         shown = state.shown(context_tokens, model.count_tokens)
-        messages = search_messages(question, shown, state.notes, example, turns)
+        messages = search_messages(question, shown, state.notes, example, turns, prompts)
         reply = yield from _generate(model, messages, opts, state)
-        if last or supported(parse_answer(reply.text, set(), question).short_answer, question, shown):
-            yield state.answer(reply.text, shown)
+        parsed = parse_answer(reply.text, {s.n for s in shown}, question)
+        if last or supported(parsed.short_answer, question, shown):
+            yield state.answer(parsed, shown)
             return
+        yield StepStarted(step + 1)
         usable = {n: t for n, t in tools.items() if n != "fetch_page" or any(s.url for s in shown)}
         forced = GenerationOptions(max_tokens=96, tools=[t.spec() for t in usable.values()], tool_choice="required")
-        messages = next_step_messages(question, shown, state.queries(), state.notes, turns)
+        messages = next_step_messages(question, shown, state.queries(), state.notes, turns, prompts)
         pick = yield from _generate(model, messages, forced, state)
         known = len(state.sources)
         for call in pick.tool_calls[:1]:
@@ -92,17 +97,22 @@ def supported(short_answer: str, question: str, shown: list[Source]) -> bool:
 
 
 def fit_turns(
-    history: Sequence[Turn], question: str, model: ModelBackend, context_tokens: int, max_tokens: int
+    history: Sequence[Turn],
+    question: str,
+    model: ModelBackend,
+    context_tokens: int,
+    max_tokens: int,
+    prompts: Prompts = ENGLISH,
 ) -> list[Turn]:
     """The earlier turns that fit the model's window beside the sources (`context_tokens`), the answer
     (`max_tokens`), the question, the system prompts (all counted, to be safe) and slack for notes: never a
     context overflow."""
-    prompts = ("search", "next_step", "answer_example", "answer_format")
-    fixed = sum(model.count_tokens(load_prompt(name)) for name in prompts)
+    fixed = sum(model.count_tokens(prompts.text(name)) for name in _PROMPTS)
     room = model.context_length - context_tokens - max_tokens - fixed - model.count_tokens(question) - _SLACK
     return fit_history(history, room, model.count_tokens)
 
 
+_PROMPTS = ("search", "next_step", "answer_example", "answer_format")
 _SLACK = 160  # notes (a failed call, the queries tried) and the chat template around the current messages
 
 

@@ -12,9 +12,7 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
 
@@ -50,28 +48,29 @@ def trim_restatement(short: str, question: str) -> str:
 
 
 def load_prompt(name: str) -> str:
-    """The text of prompts/<name>.md, or while a `prompt_language` is set its section in prompts/<lang>.md (and,
-    for the prompts that ask for the answer, the route's answer-language line)."""
-    lang, answer_line = _LANGUAGE.get()
-    text = language_prompts(lang).get(name) if lang else None
-    text = text or files("assistant.prompts").joinpath(f"{name}.md").read_text(encoding="utf-8").strip()
-    return f"{text}\n{answer_line}" if answer_line and name in _ANSWERING else text
+    """The English text of prompts/<name>.md."""
+    return files("assistant.prompts").joinpath(f"{name}.md").read_text(encoding="utf-8").strip()
 
 
-# Per-language prompts (assistant/routing.py): a context variable, so that the loop needs no parameter for them.
-_LANGUAGE: ContextVar[tuple[str, str]] = ContextVar("prompt_language", default=("", ""))
-_ANSWERING = ("answer_example", "answer_format", "closed")
+_ANSWERING = ("answer_example", "answer_format", "closed")  # the prompts that ask for the answer
 
 
-@contextmanager
-def prompt_language(lang: str = "", answer_line: str = "") -> Iterator[None]:
-    """While the block runs, prompts come from prompts/<lang>.md where it has a section for them ("" or "en": the
-    English files) and the prompts that ask for the answer end with `answer_line`."""
-    token = _LANGUAGE.set(("" if lang == "en" else lang, answer_line))
-    try:
-        yield
-    finally:
-        _LANGUAGE.reset(token)
+@dataclass(frozen=True)
+class Prompts:
+    """The prompts of one route: prompts/<name>.md, or the `## name` sections of prompts/<lang>.md, with
+    `answer_line` (e.g. "Answer in Spanish, …") ending the prompts that ask for the answer."""
+
+    lang: str = "en"
+    answer_line: str = ""
+
+    def text(self, name: str) -> str:
+        """The prompt `name` of this route."""
+        own = language_prompts(self.lang).get(name) if self.lang != "en" else None
+        text = own or load_prompt(name)
+        return f"{text}\n{self.answer_line}" if self.answer_line and name in _ANSWERING else text
+
+
+ENGLISH = Prompts()
 
 
 @functools.cache
@@ -91,7 +90,12 @@ def render_sources(sources: list[Source]) -> str:
 
 
 def search_messages(
-    question: str, sources: list[Source], notes: list[str], example: bool = True, history: Sequence[Turn] = ()
+    question: str,
+    sources: list[Source],
+    notes: list[str],
+    example: bool = True,
+    history: Sequence[Turn] = (),
+    prompts: Prompts = ENGLISH,
 ) -> list[Message]:
     """The messages of one answering step (after the earlier turns of a chat, if any).
 
@@ -99,19 +103,25 @@ def search_messages(
     1/20 without, on questions 200-219 of wiki-dev300), while SmolLM2-135M copies it as its answer."""
     parts = [render_sources(sources)] if sources else ["(no sources found)"]
     parts += notes
-    parts += [f"Question: {question}", load_prompt("answer_example" if example else "answer_format")]
-    system = load_prompt("search")
+    parts += [f"Question: {question}", prompts.text("answer_example" if example else "answer_format")]
+    system = prompts.text("search")
     return [Message("system", system), *history_messages(history), Message("user", "\n".join(parts))]
 
 
 def next_step_messages(
-    question: str, sources: list[Source], queries: list[str], notes: list[str], history: Sequence[Turn] = ()
+    question: str,
+    sources: list[Source],
+    queries: list[str],
+    notes: list[str],
+    history: Sequence[Turn] = (),
+    prompts: Prompts = ENGLISH,
 ) -> list[Message]:
     """The messages that ask for the next tool call; sources appear by title and URL only (few tokens)."""
     listing = "\n".join(f"[{s.n}] {s.title}" + (f" <{s.url}>" if s.url else "") for s in sources)
     parts = [f"Sources so far:\n{listing or '(none)'}", "Queries tried: " + "; ".join(queries), *notes]
     parts.append(f"Question: {question}")
-    return [Message("system", load_prompt("next_step")), *history_messages(history), Message("user", "\n".join(parts))]
+    system = prompts.text("next_step")
+    return [Message("system", system), *history_messages(history), Message("user", "\n".join(parts))]
 
 
 _ABSTAIN = re.compile(
@@ -126,10 +136,10 @@ def abstained(short_answer: str) -> bool:
     return not short_answer.strip() or bool(_ABSTAIN.search(short_answer.strip()))
 
 
-def closed_messages(question: str, history: Sequence[Turn] = ()) -> list[Message]:
+def closed_messages(question: str, history: Sequence[Turn] = (), prompts: Prompts = ENGLISH) -> list[Message]:
     """The messages of a closed-book answer."""
     user = f"Question: {question}\nReply with only the answer, in a few words."
-    return [Message("system", load_prompt("closed")), *history_messages(history), Message("user", user)]
+    return [Message("system", prompts.text("closed")), *history_messages(history), Message("user", user)]
 
 
 @dataclass

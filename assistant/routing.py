@@ -23,17 +23,14 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from assistant.errors import AssistantError
-from assistant.events import Answer, Event
-from assistant.models import ModelBackend, ModelSpec, load_model, resolve_model
-from assistant.prompting import language_prompts, prompt_language
-from assistant.runner import Assistant
-from assistant.search.base import SearchBackend
+from assistant.models import ModelBackend, ModelSpec, close_model, load_model, resolve_model
+from assistant.prompting import ENGLISH, Prompts, language_prompts
 from assistant.settings import RouteConfig, Settings
 
 DEFAULT_LANG = "en"
@@ -92,7 +89,7 @@ def _full_identifier() -> Any:
         return _load_identifier()
 
 
-def _preload() -> None:
+def preload() -> None:
     """Read the detection model (about 1 s) in a thread, while the default model loads."""
     with contextlib.suppress(AssistantError):
         _full_identifier()
@@ -122,13 +119,14 @@ def detect(text: str, languages: tuple[str, ...]) -> Detection:
     return Detection(lang, float(confidence), time.perf_counter() - start)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Route:
-    """Where a question goes; `spec` None means the default model, `fallback` why the route is not as asked."""
+    """Where a question goes: the model (`spec` None: the default model), the prompts, the search region and the
+    language the answer is asked in; `fallback` says why the route is not as asked."""
 
     language: str
     model: str
-    prompts: str  # "en" (prompts/*.md) or a code with prompts/<code>.md
+    prompts: Prompts  # prompts/*.md (lang "en") or prompts/<lang>.md, with the answer-language line
     region: str
     answer: str  # the language the answer is asked in; "" asks nothing
     fallback: str | None = None
@@ -136,7 +134,8 @@ class Route:
 
     def record(self, detect_ms: float) -> dict[str, Any]:
         """What answers record as `route`."""
-        prompt = "prompts/*.md" if self.prompts == DEFAULT_LANG else f"prompts/{self.prompts}.md"
+        lang = self.prompts.lang
+        prompt = "prompts/*.md" if lang == DEFAULT_LANG else f"prompts/{lang}.md"
         return {
             "language": self.language,
             "model": self.model,
@@ -148,14 +147,15 @@ class Route:
         }
 
 
-def answer_line(route: Route) -> str:
-    """The line that asks for the answer in the route's language ("" for English answers to English prompts)."""
-    if not route.answer or route.answer == route.prompts == DEFAULT_LANG:
-        return ""
-    if route.answer == route.prompts:
-        return language_prompts(route.prompts).get("answer_in", "")
-    name = LANGUAGES.get(route.answer, ("", route.answer))[1]
-    return f"Answer in {name}, in the words of the sources."
+def route_prompts(prompts: str, answer: str) -> Prompts:
+    """The prompts of prompts/<prompts>.md ("en": prompts/*.md) with the line that asks for the answer in
+    `answer` (none for English answers to English prompts, or when `answer` is "")."""
+    if not answer or answer == prompts == DEFAULT_LANG:
+        return Prompts(prompts)
+    if answer == prompts:
+        return Prompts(prompts, language_prompts(prompts).get("answer_in", ""))
+    name = LANGUAGES.get(answer, ("", answer))[1]
+    return Prompts(prompts, f"Answer in {name}, in the words of the sources.")
 
 
 def route_configs(settings: Settings) -> dict[str, RouteConfig]:
@@ -176,10 +176,6 @@ def model_mb(spec: ModelSpec) -> float:
     return float(spec.preset.size_mb) if spec.preset and spec.backend != "openai" else 0.0
 
 
-def _key(spec: ModelSpec) -> tuple[str, str]:
-    return (spec.backend, spec.target)
-
-
 @dataclass
 class ModelPool:
     """Route models loaded on first use; least recently used ones are released to stay within `budget_mb`."""
@@ -190,7 +186,7 @@ class ModelPool:
 
     def get(self, spec: ModelSpec) -> tuple[ModelBackend, float, list[str]]:
         """The model, the seconds its load took now (0 if it was loaded) and notes of what was released."""
-        key = _key(spec)
+        key = spec.key
         if key in self.loaded:
             self.loaded.move_to_end(key)
             return self.loaded[key][0], 0.0, []
@@ -198,48 +194,35 @@ class ModelPool:
         while self.loaded and sum(mb for _, mb in self.loaded.values()) + size > self.budget_mb:
             _, (old, mb) = self.loaded.popitem(last=False)
             notes.append(f"released {old.name} ({mb:.0f} MB) to stay within route_memory_mb={self.budget_mb:.0f}")
-            close = getattr(old, "close", None)
-            if callable(close):
-                close()
+            close_model(old)
         start = time.perf_counter()
         model = self.load(spec)
         self.loaded[key] = (model, size)
         return model, time.perf_counter() - start, notes
 
-
-def _in_language(events: Iterator[Event], prompts: str, line: str) -> Iterator[Event]:
-    """Run `events` with the route's prompts; only while the inner generator runs, so nothing leaks out."""
-    while True:
-        with prompt_language(prompts, line):
-            event = next(events, None)
-        if event is None:
-            return
-        yield event
+    def clear(self) -> None:
+        """Release every model."""
+        while self.loaded:
+            _, (model, _) = self.loaded.popitem(last=False)
+            close_model(model)
 
 
 @dataclass
-class Router(Assistant):
-    """An Assistant (its model and settings are the default route) that sends each question down its route."""
+class Router:
+    """Chooses each question's route (detection and the route table) and holds the route models, loaded on first
+    use (`pool`). The default route is answered by the caller's own model (assistant/runner.py)."""
 
+    settings: Settings
+    default_model: str  # the name of the default model, which answers routes that name none
     loader: Callable[[Settings, ModelSpec], ModelBackend] = load_model
     pool: ModelPool = field(init=False)
     configs: dict[str, RouteConfig] = field(init=False)
     routes: dict[str, Route] = field(init=False, default_factory=dict)
-    searches: dict[str, SearchBackend | None] = field(init=False, default_factory=dict)
     languages: tuple[str, ...] = field(init=False, default=())  # the candidates of detection, once it is needed
 
     def __post_init__(self) -> None:
         self.configs = route_configs(self.settings)
         self.pool = ModelPool(self.settings.route_memory_mb, lambda spec: self.loader(self.settings, spec))
-
-    @classmethod
-    def from_settings(cls, settings: Settings, model: ModelBackend | None = None) -> Router:
-        """Load the default model and search chain; route models wait for their first question."""
-        if settings.lang.strip().lower() == "auto":
-            threading.Thread(target=_preload, daemon=True).start()
-        router = super().from_settings(settings, model)
-        assert isinstance(router, Router)
-        return router
 
     def detect(self, question: str, lang: str | None = None) -> Detection:
         """The question's language: `lang` or the `lang` setting if not auto, else detected."""
@@ -255,19 +238,20 @@ class Router(Assistant):
         """The route a detection takes."""
         code, threshold = detection.lang, self.settings.lang_threshold
         if code is None:
-            return self._default("no letters to detect a language from: default route")
+            return self.default("no letters to detect a language from: default route")
         if not detection.forced and detection.confidence < threshold:
-            return self._default(f"detection unsure ({code} {detection.confidence:.2f} < {threshold}): default route")
+            return self.default(f"detection unsure ({code} {detection.confidence:.2f} < {threshold}): default route")
         if code == DEFAULT_LANG:
-            return self._default(None)
+            return self.default(None)
         if code not in self.configs:
-            return self._default(f"no route for {code}: default route")
+            return self.default(f"no route for {code}: default route")
         if code not in self.routes:
             self.routes[code] = self._route(code, self.configs[code])
         return self.routes[code]
 
-    def _default(self, why: str | None) -> Route:
-        return Route(DEFAULT_LANG, self.model.name, DEFAULT_LANG, self.settings.region, DEFAULT_LANG, why)
+    def default(self, why: str | None) -> Route:
+        """The default route: the default model, the English prompts, the settings' region."""
+        return Route(DEFAULT_LANG, self.default_model, ENGLISH, self.settings.region, DEFAULT_LANG, why)
 
     def _route(self, code: str, config: RouteConfig) -> Route:
         prompts = config.prompts or (code if IN_LANGUAGE_PROMPTS and language_prompts(code) else DEFAULT_LANG)
@@ -277,7 +261,7 @@ class Router(Assistant):
         if prompts != DEFAULT_LANG and not language_prompts(prompts):
             why = "; ".join(filter(None, [why, f"no prompts/{prompts}.md: the English prompts"]))
             prompts = DEFAULT_LANG
-        return Route(code, name, prompts, region, answer, why, spec)
+        return Route(code, name, route_prompts(prompts, answer), region, answer, why, spec)
 
     def _resolve(self, name: str) -> ModelSpec:
         return resolve_model(self.settings.model_copy(update={"model": name}))
@@ -291,54 +275,23 @@ class Router(Assistant):
             except AssistantError as e:
                 why = f"model {wanted} for {code} is unavailable ({e})"
         fallback = self.settings.multilingual_model.strip()
+        if self.settings.backend == "openai" and fallback == "auto":  # a server serves its own models, not presets
+            return (
+                None,
+                self.default_model,
+                f"{why}: with --backend openai the default model {self.default_model} answers",
+            )
         for name in MULTILINGUAL if fallback == "auto" else [] if fallback in ("", "none") else [fallback]:
             try:
                 return self._resolve(name), name, f"{why}: the multilingual model {name} answers"
             except AssistantError as e:
                 if fallback != "auto":
                     why += f"; multilingual model {name} is unavailable ({e})"
-        return None, self.model.name, f"{why}: the default model {self.model.name} answers"
+        return None, self.default_model, f"{why}: the default model {self.default_model} answers"
 
-    def _search_for(self, region: str) -> SearchBackend | None:
-        """The search chain in `region` (the default one when no web backend uses a region)."""
-        if region == self.settings.region or not {"ddgs", "searxng"} & set(self.settings.search_chain()):
-            return self.search
-        if region not in self.searches:
-            from assistant.search import make_search
-
-            self.searches[region] = make_search(self.settings.model_copy(update={"region": region}), self.cache)
-        return self.searches[region]
-
-    def ask(
-        self, question: str, *, search: bool = True, multi: bool | None = None, lang: str | None = None, **kw: Any
-    ) -> Iterator[Event]:
-        """Answer down the question's route (`lang` overrides detection); other keywords go to Assistant.ask.
-        The Answer records `lang`, `lang_confidence` and `route`."""
-        detection = self.detect(question, lang)
-        route = self.route(detection)
-        notes: list[str] = []
-        if route.language == DEFAULT_LANG:
-            events = Assistant.ask(self, question, search=search, multi=multi, **kw)
-        else:
-            spec, model, load = self.spec, self.model, 0.0
-            if route.spec is not None and _key(route.spec) != _key(self.spec):
-                spec = route.spec
-                model, load, notes = self.pool.get(spec)
-            else:  # the default model: its load is counted once, in the first answer
-                load, self.load_seconds = self.load_seconds, 0.0
-            if route.spec is None:
-                notes.append(f"route {route.language}: {route.fallback}")
-            settings = self.settings.model_copy(update={"region": route.region})
-            helper = Assistant(settings, spec, model, self._search_for(route.region), self.cache, load)
-            inner = helper.ask(question, search=search, multi=multi, **kw)
-            events = _in_language(inner, route.prompts, answer_line(route))
-        for event in events:
-            if isinstance(event, Answer):
-                event.lang = detection.lang
-                event.lang_confidence = round(detection.confidence, 3)
-                event.route = route.record(detection.seconds * 1000)
-                event.notes += notes
-            yield event
+    def close(self) -> None:
+        """Release the route models."""
+        self.pool.clear()
 
 
 def measure(folder: Path, threshold: float, languages: tuple[str, ...]) -> str:

@@ -1,20 +1,27 @@
 """The assistant as the commands use it: settings in, a loaded model and search chain, events out.
 
-`Assistant.from_settings(s).ask(question)` is what `ask`, batches, evals and chat share.
+`Assistant.from_settings(s).ask(question)` is what `ask`, batches, evals and chat share. Each question goes down
+a route (assistant/routing.py: its language's model, prompts, search region and answer language), chosen by the
+assistant's `router` unless the caller passes one; the route is a value handed to the loop, never ambient state.
+Close an assistant (`with Assistant.from_settings(s) as a:` or `a.close()`) to release its models, index
+connections and HTTP clients.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from assistant.errors import AssistantError
-from assistant.events import Event
+from assistant.events import Answer, Event
 from assistant.loop import answer
-from assistant.models import ModelBackend, ModelSpec, load_model, resolve_model
+from assistant.models import ModelBackend, ModelSpec, close_model, load_model, resolve_model
 from assistant.prompting import Turn, standalone_query
-from assistant.search import make_search
+from assistant.routing import DEFAULT_LANG, Detection, Route, Router, preload
+from assistant.search import close_search, make_search
 from assistant.search.base import SearchBackend
 from assistant.search.cache import Cache
 from assistant.settings import Settings, cache_dir
@@ -24,7 +31,8 @@ from assistant.web import FetchPolicy
 
 @dataclass
 class Assistant:
-    """A loaded model plus the search chain and limits to answer with."""
+    """A loaded model plus the search chain and limits to answer with, and the router that picks each
+    question's route (route models are loaded on first use)."""
 
     settings: Settings
     spec: ModelSpec
@@ -32,60 +40,134 @@ class Assistant:
     search: SearchBackend | None
     cache: Cache | None
     load_seconds: float
+    router: Router = field(init=False)
+    searches: dict[str, SearchBackend | None] = field(init=False, default_factory=dict)  # by region
+
+    def __post_init__(self) -> None:
+        self.router = Router(self.settings, self.model.name)
 
     @classmethod
-    def from_settings(cls, settings: Settings, model: ModelBackend | None = None) -> Assistant:
-        """Resolve and load everything the settings name (`model` skips loading, for tests and reuse)."""
-        spec = resolve_model(settings) if model is None else ModelSpec("given", model.name)
+    def from_settings(
+        cls, settings: Settings, model: ModelBackend | None = None, spec: ModelSpec | None = None
+    ) -> Assistant:
+        """Resolve and load everything the settings name (`model`, with its `spec` if known, skips loading: for
+        tests and reuse); route models wait for their first question."""
+        if settings.lang.strip().lower() == "auto":
+            threading.Thread(target=preload, daemon=True).start()  # language detection loads beside the model
+        spec = spec or (resolve_model(settings) if model is None else ModelSpec("given", model.name))
         cache = Cache(cache_dir() / "cache.db", settings.cache_ttl)  # one cache for search results and pages
         search = make_search(settings, cache)  # before the model: a bad --search fails fast
         start = time.perf_counter()
         model = model or load_model(settings, spec)
         return cls(settings, spec, model, search, cache if cache.enabled else None, time.perf_counter() - start)
 
-    def multi_step(self) -> bool:
-        """Whether the model may search again on its own: a model trusted with tools, unless `loop` is single.
+    def multi_step(self, spec: ModelSpec | None = None, model: ModelBackend | None = None) -> bool:
+        """Whether the model (default: the default route's) may search again on its own: never with `loop`
+        single; with multi, whenever its backend can call tools; with auto, only a preset trusted with tools
+        (SmolLM2 is not; nor is a model of unknown kind).
 
         Measured (docs/results.md): Qwen-1.5B's multi-step loop never scored below searching once and gained a
         little (TriviaQA, 100 questions: EM +1.0 [0, 3.0]; HotpotQA, 50: F1 +1.7 [0, 5.1]) at 1.36-1.38x its
         prompt tokens."""
-        return self.settings.loop != "single" and self.spec.tool_calling
+        spec, model = spec or self.spec, model or self.model
+        if self.settings.loop == "single" or not model.supports_tools:
+            return False
+        return self.settings.loop == "multi" or spec.tool_calling
 
     def ask(
-        self, question: str, *, search: bool = True, multi: bool | None = None, history: Sequence[Turn] = ()
+        self,
+        question: str,
+        *,
+        search: bool = True,
+        multi: bool | None = None,
+        history: Sequence[Turn] = (),
+        lang: str | None = None,
+        route: Route | None = None,
     ) -> Iterator[Event]:
-        """Answer one question; `search=False` answers closed-book with the same model, `multi=False` searches
-        once and answers (naive retrieve-then-answer), None follows the settings. `history`: a chat's earlier
-        turns, oldest first (the newest that fit the window are shown to the model)."""
+        """Answer one question down its route; the Answer records `lang`, `lang_confidence` and `route`.
+
+        `search=False` answers closed-book with the same model, `multi=False` searches once and answers (naive
+        retrieve-then-answer), None follows the settings. `history`: a chat's earlier turns, oldest first (the
+        newest that fit the window are shown to the model). `route`: the route to take (default: the router's
+        choice for the question, with `lang` overriding detection)."""
         question = " ".join(question.split())
         if not question:
             raise AssistantError('the question is empty — pass a question, e.g. assistant ask "Who painted X?"')
+        if route is None:
+            detection = self.router.detect(question, lang)
+            route = self.router.route(detection)
+        else:
+            detection = Detection(route.language, 1.0, forced=True)
+        spec, model, load, notes = self._model(route)
+        chain = self._search(route.region) if search else None
         s = self.settings
         ctx = None
-        if search and self.search is not None:
+        if chain is not None:
             policy = FetchPolicy(allow_private=s.allow_private, timeout=s.fetch_timeout, max_bytes=s.fetch_max_bytes)
             ctx = ToolContext(
                 standalone_query(question, history),  # pages are ranked against it: a follow-up needs context
-                self.search,
+                chain,
                 policy,
-                self.model.count_tokens,
+                model.count_tokens,
                 self.cache,
                 max_results=s.max_results,
                 read_pages=s.read_pages,
-                model=self.model,
+                model=model,
             )
-        load, self.load_seconds = self.load_seconds, 0.0  # the load is counted once, in the first answer
-        yield from answer(
+        events = answer(
             question,
-            self.model,
+            model,
             ctx,
             default_tools(),
+            prompts=route.prompts,
             max_steps=s.max_steps,
-            multi=self.multi_step() if multi is None else multi,
+            multi=self.multi_step(spec, model) if multi is None else multi,
             context_tokens=s.context_tokens,
             max_tokens=s.max_tokens,
             temperature=s.temperature,
             load_seconds=load,
-            example=not (self.spec.preset and self.spec.preset.copies_examples),
+            example=not (spec.preset and spec.preset.copies_examples),
             history=history,
         )
+        for event in events:
+            if isinstance(event, Answer):
+                event.lang = detection.lang
+                event.lang_confidence = round(detection.confidence, 3)
+                event.route = route.record(detection.seconds * 1000)
+                event.notes += notes
+            yield event
+
+    def _model(self, route: Route) -> tuple[ModelSpec, ModelBackend, float, list[str]]:
+        """The route's model, the seconds its load took now, and notes (a fallback, models released)."""
+        if route.spec is not None and route.spec.key != self.spec.key:
+            model, load, notes = self.router.pool.get(route.spec)
+            return route.spec, model, load, notes
+        load, self.load_seconds = self.load_seconds, 0.0  # the default model's load is counted once
+        notes = (
+            [f"route {route.language}: {route.fallback}"] if route.language != DEFAULT_LANG and not route.spec else []
+        )
+        return self.spec, self.model, load, notes
+
+    def _search(self, region: str) -> SearchBackend | None:
+        """The search chain in `region` (the default one when no web backend uses a region)."""
+        if region == self.settings.region or not {"ddgs", "searxng"} & set(self.settings.search_chain()):
+            return self.search
+        if region not in self.searches:
+            self.searches[region] = make_search(self.settings.model_copy(update={"region": region}), self.cache)
+        return self.searches[region]
+
+    def close(self, keep_model: bool = False) -> None:
+        """Release the route models, index connections and HTTP clients, and the model unless `keep_model` (a
+        new assistant goes on with it); the assistant cannot answer afterwards."""
+        self.router.close()
+        for chain in [self.search, *self.searches.values()]:
+            close_search(chain)
+        self.searches.clear()
+        if not keep_model:
+            close_model(self.model)
+
+    def __enter__(self) -> Assistant:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

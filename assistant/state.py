@@ -10,29 +10,34 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from assistant.events import Answer, Event, Source, ToolCalled, ToolReturned
 from assistant.models.base import Completion, Usage
-from assistant.prompting import attribute, parse_answer
-from assistant.tools import Tool, ToolContext, ToolRetry
+from assistant.prompting import ParsedAnswer, attribute
+from assistant.tools import Tool, ToolContext, ToolResult, ToolRetry
 
 
 @dataclass
 class RunState:
-    """Everything the loop accumulates while answering one question."""
+    """Everything the loop accumulates while answering one question. Tools report what they did in their
+    `ToolResult`; `call` merges it here (sources, failures, notes, pages read, URLs the model may open)."""
 
     question: str
     model: str
     search: str
-    ctx: ToolContext | None = None
+    ctx: ToolContext | None = None  # the question's tool limits; each call gets a copy with what is used so far
     sources: list[Source] = field(default_factory=list)
     rank: dict[int, tuple[int, int]] = field(default_factory=dict)  # n -> (step, position): newest step first
     seen: dict[str, int] = field(default_factory=dict)  # passage id or text digest -> n
     notes: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)  # sources that could not be reached
+    tool_notes: list[str] = field(default_factory=list)  # what tools said the user should know
+    urls: set[str] = field(default_factory=set)  # URLs search returned: the only ones fetch_page may read
+    fetches: int = 0  # pages fetched over the network for this question
     calls: set[str] = field(default_factory=set)
     usage: Usage = field(default_factory=Usage)
     timings: dict[str, float] = field(
@@ -43,31 +48,23 @@ class RunState:
     started: float = field(default_factory=time.perf_counter)
 
     def call(self, step: int, tool: Tool, arguments: dict[str, Any], by: str = "model") -> Iterator[Event]:
-        """Run a tool, number the passages it found, and note failures for the model."""
-        key = f"{tool.name}:{sorted(arguments.items())}"
+        """Run a tool, number the passages it found, and note failures for the model and the user."""
         yield ToolCalled(step, tool.name, arguments, by)
         start = time.perf_counter()
-        fetches = self.ctx.fetches if self.ctx else 0
-        failures = len(self.ctx.failures) if self.ctx else 0
-        new: list[Source] = []
-        error = None
-        try:
-            if key in self.calls:
-                raise ToolRetry(f"{tool.name} was already called with these arguments: answer now")
-            self.calls.add(key)
-            assert self.ctx is not None
-            for pos, p in enumerate(tool(self.ctx, arguments)):
-                new.append(self._add(p.id, p.title, p.url, p.snippet, p.text, (step, pos)))
-        except ToolRetry as e:
-            error = str(e)
-            self.notes.append(f"Note: {error}")
-            if by == "model" and not (self.ctx and len(self.ctx.failures) > failures):  # else "could not reach"
+        result = yield from self._run(step, tool, arguments)
+        new = [self._add(p.id, p.title, p.url, p.snippet, p.text, (step, pos)) for pos, p in enumerate(result.passages)]
+        self.failures += result.failures
+        self.tool_notes += result.notes
+        self.urls.update(result.urls)
+        self.fetches += result.pages_read
+        if result.error:
+            self.notes.append(f"Note: {result.error}")
+            if by == "model" and not result.failures:  # else the failure says it ("could not reach")
                 shown = ", ".join(f"{k}={v!r}"[:100] for k, v in arguments.items())
-                self.problems.append(f"step {step}: the model's call {tool.name}({shown}) was refused: {error}")
+                self.problems.append(f"step {step}: the model's call {tool.name}({shown}) was refused: {result.error}")
         seconds = time.perf_counter() - start
-        read = self.ctx is not None and self.ctx.fetches > fetches
-        self.timings["read" if read else "search"] += seconds
-        summary = error or f"{len(new)} passages"
+        self.timings["read" if result.pages_read else "search"] += seconds
+        summary = result.error or f"{len(new)} passages"
         self.steps.append(
             {
                 "step": step,
@@ -79,7 +76,30 @@ class RunState:
                 "seconds": round(seconds, 3),
             }
         )
-        yield ToolReturned(step, tool.name, summary, new, error, seconds)
+        yield ToolReturned(step, tool.name, summary, new, result.error, seconds)
+
+    def _run(self, step: int, tool: Tool, arguments: dict[str, Any]) -> Generator[Event, None, ToolResult]:
+        """The tool's result, its progress events passed on; a refusal or a library's exception becomes an error
+        the model sees (and, for an exception, a note for the user) instead of ending the answer."""
+        key = f"{tool.name}:{sorted(arguments.items())}"
+        if key in self.calls:
+            return ToolResult(error=f"{tool.name} was already called with these arguments: answer now")
+        self.calls.add(key)
+        assert self.ctx is not None
+        events = tool.events(replace(self.ctx, fetches=self.fetches, known_urls=frozenset(self.urls)), arguments)
+        try:
+            while True:
+                try:
+                    event = next(events)
+                except StopIteration as done:
+                    return done.value
+                yield replace(event, step=step)
+        except ToolRetry as e:
+            return ToolResult(error=str(e))
+        except Exception as e:  # sqlite, ddgs, trafilatura, …: what went wrong is the observation
+            error = f"{tool.name} failed: {type(e).__name__}: {e}"
+            self.problems.append(f"step {step}: {error}")
+            return ToolResult(error=error)
 
     def _add(self, id: str, title: str, url: str, snippet: str, text: str, rank: tuple[int, int]) -> Source:
         title, snippet, text = _defang(title), _defang(snippet), _defang(text)
@@ -128,31 +148,28 @@ class RunState:
         elif not completion.text.strip() and not completion.tool_calls:
             self.problems.append(f"{generation}: the model's reply was empty")
 
-    def answer(self, text: str, shown: list[Source]) -> Answer:
-        """The final Answer event; citations of sources never shown to the model are removed."""
-        parsed = parse_answer(text, {s.n for s in shown}, self.question)
+    def answer(self, parsed: ParsedAnswer, shown: list[Source]) -> Answer:
+        """The final Answer event from the reply parsed against the `shown` sources (citations of sources never
+        shown were removed by the parse)."""
         notes = [f"removed citation [{n}]: no such source was shown" for n in parsed.dropped]
-        if shown and not parsed.cited:
+        text, cited = parsed.answer, parsed.cited
+        if shown and not cited:
             # Small models often cite nothing: cite the shown sources that contain the answer, and say so.
-            parsed.cited = attribute(parsed.short_answer, self.question, shown)[:3]
-            if parsed.cited:
-                marks = "".join(f"[{n}]" for n in parsed.cited)
-                first, _, rest = parsed.answer.partition("\n")
-                parsed.answer = f"{first} {marks}" + (f"\n{rest}" if rest else "")
+            cited = attribute(parsed.short_answer, self.question, shown)[:3]
+            if cited:
+                marks = "".join(f"[{n}]" for n in cited)
+                first, _, rest = text.partition("\n")
+                text = f"{first} {marks}" + (f"\n{rest}" if rest else "")
                 notes.append(f"citations {marks} added: the model cited nothing and those sources contain the answer")
             else:
                 notes.append("the answer cites no source, and no source shown contains it: treat it with care")
         if self.ctx and not shown:
             notes.append("no sources were found: this answer comes from the model's memory alone and may be wrong")
-        if self.ctx:
-            notes += getattr(self.ctx.search, "notes", [])
-        if self.ctx and self.ctx.failures:
-            notes += [f"could not reach: {f}" for f in dict.fromkeys(self.ctx.failures)]
-        if self.ctx:
-            notes += list(dict.fromkeys(self.ctx.notes))
+        notes += [f"could not reach: {f}" for f in dict.fromkeys(self.failures)]
+        notes += list(dict.fromkeys(self.tool_notes))
         notes += list(dict.fromkeys(self.problems))
         by_n = {s.n: s for s in self.sources}
-        for n in parsed.cited:
+        for n in cited:
             if _INJECTION.search(f"{by_n[n].title} {by_n[n].text}"):
                 notes.append(
                     f"source [{n}] holds instructions addressed to the assistant (a prompt injection?): an answer "
@@ -161,9 +178,9 @@ class RunState:
         self.timings["total"] = time.perf_counter() - self.started + self.timings["load"]
         return Answer(
             question=self.question,
-            answer=parsed.answer,
+            answer=text,
             short_answer=parsed.short_answer,
-            sources=[by_n[n] for n in parsed.cited],
+            sources=[by_n[n] for n in cited],
             model=self.model,
             steps=self.steps,
             usage={"prompt_tokens": self.usage.prompt_tokens, "completion_tokens": self.usage.completion_tokens},

@@ -24,6 +24,7 @@ import pytest
 
 from assistant.errors import FetchError
 from assistant.search.base import SearchResult
+from assistant.state import RunState
 from assistant.tools import ToolContext, ToolRetry, default_tools
 from assistant.web import FetchPolicy, fetch_page
 from tests.test_loop import ListSearch
@@ -262,9 +263,9 @@ def test_a_50_mb_page_is_capped_and_the_answer_says_so(port: int):
         "Who painted The Night Watch?", ListSearch(table={"q": [hit]}), FetchPolicy(allow_private=True), len
     )
     Handler.big_sent.clear()
-    passages = default_tools()["web_search"](ctx, {"query": "q"})
-    assert passages and all("rembrandt" in p.text for p in passages)
-    assert ctx.notes == [
+    result = default_tools()["web_search"](ctx, {"query": "q"})
+    assert result.passages and all("rembrandt" in p.text for p in result.passages)
+    assert result.notes == [
         f"read only the first 2,000,000 bytes of http://127.0.0.1:{port}/big: the page is longer than the cap"
     ]
     deadline = time.monotonic() + 10
@@ -300,16 +301,18 @@ def test_a_body_that_is_not_the_gzip_it_claims_is_a_clear_error(port: int):
 
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://127.0.0.1/pub/file.txt", "gopher://127.0.0.1:70/"])
 def test_the_model_offering_another_scheme_is_refused_as_an_observation(url: str):
-    ctx = ToolContext("q", ListSearch(), FetchPolicy(allow_private=True), len)
-    ctx.known_urls.add(url)  # even a URL a (hostile) search engine returned
+    # even a URL a (hostile) search engine returned
+    ctx = ToolContext("q", ListSearch(), FetchPolicy(allow_private=True), len, known_urls=frozenset({url}))
     with pytest.raises(ToolRetry, match=rf"refused '{url}': fetch_page reads only http, https URLs"):
         default_tools()["fetch_page"](ctx, {"url": url})
-    assert ctx.fetches == 0
+    state = RunState("q", "fake", "list", ctx)
+    list(state.call(1, default_tools()["fetch_page"], {"url": url}))
+    assert state.fetches == 0
 
 
 def test_a_search_result_with_a_file_url_is_not_read_and_its_snippet_is_kept():
     hit = SearchResult("f", "passwd", "file:///etc/passwd", "a snippet")
     ctx = ToolContext("q", ListSearch(table={"q": [hit]}), FetchPolicy(allow_private=True), len)
-    passages = default_tools()["web_search"](ctx, {"query": "q"})
-    assert [p.text for p in passages] == ["a snippet"]
-    assert any("scheme 'file' is not one of http, https" in f for f in ctx.failures), ctx.failures
+    result = default_tools()["web_search"](ctx, {"query": "q"})
+    assert [p.text for p in result.passages] == ["a snippet"]
+    assert any("scheme 'file' is not one of http, https" in f for f in result.failures), result.failures

@@ -135,10 +135,11 @@ def test_transient_faults_are_retried_a_bounded_number_of_times_then_the_next_ba
     url = f"http://127.0.0.1:{closed_port}" if fault == "refused" else f"{searx}/{fault}"
     t = FakeTime()
     chain = FallbackSearch([SearxngSearch(url, timeout=0.3), LocalIndex(index)], retry=fast_retry(t, attempts=3))
-    results = chain.search("who painted the night watch")
+    out = chain.find("who painted the night watch")
+    results = out.results
     assert [(r.id, r.backend) for r in results] == [("nw", "local")]
-    assert chain.last_backend == "local"
-    (failure,) = chain.last_failures
+    assert out.backend == "local"
+    (failure,) = out.failures
     assert failure.startswith("searxng: ") and reason in failure and "(3 attempts in" in failure, failure
     if fault != "refused":
         assert Handler.seen[fault] == 3, "exactly `attempts` requests: no retry storm"
@@ -154,12 +155,13 @@ def test_faults_that_asking_again_cannot_fix_go_to_the_next_backend_at_once(
 ):
     t = FakeTime()
     chain = FallbackSearch([SearxngSearch(f"{searx}/{fault}", timeout=2), LocalIndex(index)], retry=fast_retry(t))
-    assert [r.backend for r in chain.search("night watch")] == ["local"]
+    out = chain.find("night watch")
+    assert [r.backend for r in out.results] == ["local"]
     assert Handler.seen[fault] == 1 and t.waits == []
     if reason is None:  # nothing found is not a failure: nothing to report
-        assert chain.last_failures == []
+        assert out.failures == []
     else:
-        assert len(chain.last_failures) == 1 and reason in chain.last_failures[0]
+        assert len(out.failures) == 1 and reason in out.failures[0]
 
 
 def test_a_flaky_engine_answers_after_real_backoff_with_jitter(searx: str, index: Path):
@@ -171,8 +173,9 @@ def test_a_flaky_engine_answers_after_real_backoff_with_jitter(searx: str, index
 
     retry = Retry(attempts=3, base=0.2, sleep=sleep)
     chain = FallbackSearch([SearxngSearch(f"{searx}/flaky", timeout=2), LocalIndex(index)], retry=retry)
-    assert [r.url for r in chain.search("night watch")] == ["https://e.org/nw"]
-    assert chain.last_backend == "searxng" and chain.last_failures == []
+    out = chain.find("night watch")
+    assert [r.url for r in out.results] == ["https://e.org/nw"]
+    assert out.backend == "searxng" and out.failures == []
     assert Handler.seen["flaky"] == 3
     assert 0.1 <= waits[0] <= 0.2 <= waits[1] <= 0.4, waits  # base·2^(k-1): its upper half is random
 
@@ -182,9 +185,10 @@ def test_a_retry_after_beyond_the_budget_gives_up_after_one_request(searx: str, 
     chain = FallbackSearch(
         [SearxngSearch(f"{searx}/wait", timeout=2), LocalIndex(index)], retry=fast_retry(t, budget=5)
     )
-    assert [r.backend for r in chain.search("night watch")] == ["local"]
+    out = chain.find("night watch")
+    assert [r.backend for r in out.results] == ["local"]
     assert Handler.seen["wait"] == 1 and t.waits == []
-    assert "asked to wait 100s, beyond the 5s search budget" in chain.last_failures[0]
+    assert "asked to wait 100s, beyond the 5s search budget" in out.failures[0]
 
 
 def test_backoff_doubles_with_jitter_and_stops_at_the_time_budget():
@@ -213,9 +217,10 @@ def test_a_backend_that_failed_every_attempt_is_skipped_for_the_cooldown(searx: 
     retry = fast_retry(t, attempts=2, cooldown=60)
     chain = FallbackSearch([SearxngSearch(f"{searx}/down", timeout=2), LocalIndex(index)], retry=retry)
     for _ in range(5):  # a batch of questions while the engine is down
-        assert [r.backend for r in chain.search("night watch")] == ["local"]
+        out = chain.find("night watch")
+        assert [r.backend for r in out.results] == ["local"]
     assert Handler.seen["down"] == 2, "the first question tried twice; the next four did not knock"
-    assert "skipped for 60s more after failing every attempt (SearXNG at" in chain.last_failures[0]
+    assert "skipped for 60s more after failing every attempt (SearXNG at" in out.failures[0]
     t.now += 61
     chain.search("night watch")
     assert Handler.seen["down"] == 4, "after the cool-down it is tried again"
@@ -235,12 +240,10 @@ def test_a_ddgs_rate_limit_is_retried_then_the_local_index_answers(monkeypatch: 
     monkeypatch.setattr(ddgs, "DDGS", RateLimitedDDGS)
     t = FakeTime()
     chain = FallbackSearch([DDGSSearch(), LocalIndex(index)], retry=fast_retry(t, attempts=3))
-    assert [r.backend for r in chain.search("night watch")] == ["local"]
+    out = chain.find("night watch")
+    assert [r.backend for r in out.results] == ["local"]
     assert calls == ["night watch"] * 3
-    assert (
-        "ddgs: web search (ddgs) was rate limited (https://lite.duckduckgo.com 202 Ratelimit)"
-        in (chain.last_failures[0])
-    )
+    assert "ddgs: web search (ddgs) was rate limited (https://lite.duckduckgo.com 202 Ratelimit)" in (out.failures[0])
 
 
 def test_the_answer_names_the_source_it_could_not_reach(searx: str, index: Path, fake_model):

@@ -7,6 +7,9 @@ tests/data/xquad-questions.jsonl holds three XQuAD questions in each of its 12 l
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -19,8 +22,10 @@ from assistant.evals.datasets import QAExample, QATask
 from assistant.evaluate import EvalItem, eval_row
 from assistant.events import Answer
 from assistant.models import ModelSpec
+from assistant.models.base import Completion, GenerationOptions, Message
 from assistant.prompting import language_prompts, load_prompt, search_messages
-from assistant.routing import Router
+from assistant.runner import Assistant
+from assistant.search import FallbackSearch
 from assistant.search.local import build_index
 from assistant.settings import load_settings
 from tests.conftest import FakeModel
@@ -37,8 +42,8 @@ def index(tmp_path: Path) -> Path:
     return out
 
 
-def make_router(fake: FakeModel, **settings: object) -> Router:
-    return Router.from_settings(load_settings(**{"search": "none", **settings}), model=fake)
+def make_assistant(fake: FakeModel, **settings: object) -> Assistant:
+    return Assistant.from_settings(load_settings(**{"search": "none", **settings}), model=fake)
 
 
 def final(events: object) -> Answer:
@@ -48,13 +53,13 @@ def final(events: object) -> Answer:
 
 
 def test_real_xquad_questions_are_detected_and_routed_in_each_language(fake_model: FakeModel):
-    router = make_router(fake_model)
+    assistant = make_assistant(fake_model)
     assert {r["lang"] for r in XQUAD} == {"ar", "de", "el", "en", "es", "hi", "ro", "ru", "th", "tr", "vi", "zh"}
     for record in XQUAD:
-        detection = router.detect(record["question"])
+        detection = assistant.router.detect(record["question"])
         assert detection.lang == record["lang"], record
-        route = router.route(detection)
-        if detection.confidence >= router.settings.lang_threshold:
+        route = assistant.router.route(detection)
+        if detection.confidence >= assistant.router.settings.lang_threshold:
             assert route.language == record["lang"] and (route.fallback is None) == (record["lang"] == "en"), record
             assert route.region != "wt-wt" or record["lang"] == "en"
         else:  # below the threshold the default route is taken, and it says why
@@ -62,7 +67,7 @@ def test_real_xquad_questions_are_detected_and_routed_in_each_language(fake_mode
 
 
 def test_short_mixed_and_unrouted_questions_take_the_default_route_and_say_why(fake_model: FakeModel):
-    router = make_router(fake_model)
+    assistant = make_assistant(fake_model)
     cases = {
         "?!": "no letters",
         "Paris?": "detection unsure",
@@ -70,32 +75,33 @@ def test_short_mixed_and_unrouted_questions_take_the_default_route_and_say_why(f
         "Kuka kirjoitti Kalevalan?": "detection unsure",  # Finnish: no route, so no confident language
     }
     for question, why in cases.items():
-        route = router.route(router.detect(question))
+        route = assistant.router.route(assistant.router.detect(question))
         assert route.language == "en" and why in (route.fallback or ""), (question, route)
-    route = router.route(router.detect("", lang="fi"))
+    route = assistant.router.route(assistant.router.detect("", lang="fi"))
     assert route.language == "en" and route.fallback == "no route for fi: default route"
 
 
 def test_lang_overrides_detection_and_bad_codes_fail_clearly(fake_model: FakeModel):
-    router = make_router(fake_model, lang="de")
+    assistant = make_assistant(fake_model, lang="de")
     english = "How many points did the Panthers defense surrender?"
-    assert router.route(router.detect(english)).language == "de"
+    assert assistant.router.route(assistant.router.detect(english)).language == "de"
+    router = assistant.router
     assert router.route(router.detect(english, lang="auto")).language == "en"  # a call's own auto detects
-    assert router.route(make_router(fake_model).detect(english, lang="ES")).language == "es"
+    assert assistant.router.route(make_assistant(fake_model).router.detect(english, lang="ES")).language == "es"
     fake_model.enqueue("308")
-    answer = final(make_router(fake_model).ask(english, lang="ru"))
+    answer = final(make_assistant(fake_model).ask(english, lang="ru"))
     assert answer.lang == "ru" and answer.lang_confidence == 1.0 and answer.route["language"] == "ru"
     with pytest.raises(AssistantError, match="language code"):
-        make_router(fake_model).detect(english, lang="german!")
+        make_assistant(fake_model).router.detect(english, lang="german!")
 
 
 def test_the_route_s_prompts_reach_the_model_and_english_ones_stay_byte_identical(fake_model: FakeModel, index: Path):
-    router = make_router(fake_model, search="local", index=index)
+    assistant = make_assistant(fake_model, search="local", index=index)
     german = next(r["question"] for r in XQUAD if r["lang"] == "de")
     english = next(r["question"] for r in XQUAD if r["lang"] == "en")
     fake_model.enqueue("308 [1]", "308 [1]")
-    final(router.ask(german, multi=False))
-    final(router.ask(english, multi=False))
+    final(assistant.ask(german, multi=False))
+    final(assistant.ask(english, multi=False))
     (de_messages, _), (en_messages, _) = fake_model.history
     assert de_messages[0].content == language_prompts("de")["search"]
     assert de_messages[1].content.endswith(
@@ -107,25 +113,25 @@ def test_the_route_s_prompts_reach_the_model_and_english_ones_stay_byte_identica
 
 
 def test_english_prompts_with_an_answer_language_add_one_line(fake_model: FakeModel):
-    router = make_router(fake_model, routes={"es": {"prompts": "en"}})
+    assistant = make_assistant(fake_model, routes={"es": {"prompts": "en"}})
     fake_model.enqueue("ok")
-    answer = final(router.ask(next(r["question"] for r in XQUAD if r["lang"] == "es")))
+    answer = final(assistant.ask(next(r["question"] for r in XQUAD if r["lang"] == "es")))
     system, user = fake_model.history[0][0]
     assert system.content == load_prompt("closed") + "\nAnswer in Spanish, in the words of the sources."
     assert answer.route["prompt"] == "prompts/*.md" and answer.route["answer_language"] == "es"
 
 
 def test_a_route_whose_prompts_are_missing_uses_the_english_ones_and_says_so(fake_model: FakeModel):
-    router = make_router(fake_model, routes={"pl": {"prompts": "pl"}})
-    route = router.route(router.detect("", lang="pl"))
-    assert route.prompts == "en" and route.answer == "pl" and route.region == "pl-pl"
+    assistant = make_assistant(fake_model, routes={"pl": {"prompts": "pl"}})
+    route = assistant.router.route(assistant.router.detect("", lang="pl"))
+    assert route.prompts.lang == "en" and route.answer == "pl" and route.region == "pl-pl"
     assert route.fallback and route.fallback.endswith("no prompts/pl.md: the English prompts")
 
 
 def test_a_route_whose_model_is_missing_falls_back_to_the_default_model_and_records_it(fake_model: FakeModel):
-    router = make_router(fake_model, routes={"de": {"model": "/nowhere/german.gguf"}}, multilingual_model="none")
+    assistant = make_assistant(fake_model, routes={"de": {"model": "/nowhere/german.gguf"}}, multilingual_model="none")
     fake_model.enqueue("308")
-    answer = final(router.ask(next(r["question"] for r in XQUAD if r["lang"] == "de")))
+    answer = final(assistant.ask(next(r["question"] for r in XQUAD if r["lang"] == "de")))
     fallback = answer.route["fallback"]
     assert "model /nowhere/german.gguf for de is unavailable (model file not found" in fallback
     assert fallback.endswith("the default model fake answers") and answer.route["model"] == "fake"
@@ -139,24 +145,24 @@ def test_route_models_load_on_first_use_and_the_least_recent_is_released(fake_mo
         with open(tmp_path / f"{code}.gguf", "wb") as f:
             f.truncate(mb * 2**20)  # sparse: only its size matters
     routes = {code: {"model": str(tmp_path / f"{code}.gguf")} for code in sizes}
-    router = make_router(fake_model, routes=routes, route_memory_mb=600)
+    assistant = make_assistant(fake_model, routes=routes, route_memory_mb=600)
     loads: list[str] = []
 
     def loader(settings: object, spec: ModelSpec) -> FakeModel:
         loads.append(Path(spec.target).stem)
         return FakeModel(name=Path(spec.target).stem).enqueue(*["ok"] * 5)
 
-    router.loader = loader
+    assistant.router.loader = loader
     question = {r["lang"]: r["question"] for r in XQUAD}
     fake_model.enqueue("308")
-    final(router.ask(question["en"]))
-    assert loads == [] and not router.pool.loaded  # English: no route model is loaded
-    assert final(router.ask(question["de"])).model == "de" and loads == ["de"]
-    final(router.ask(question["es"]))
-    answer = final(router.ask(question["de"]))  # de is in memory: not loaded again
+    final(assistant.ask(question["en"]))
+    assert loads == [] and not assistant.router.pool.loaded  # English: no route model is loaded
+    assert final(assistant.ask(question["de"])).model == "de" and loads == ["de"]
+    final(assistant.ask(question["es"]))
+    answer = final(assistant.ask(question["de"]))  # de is in memory: not loaded again
     assert loads == ["de", "es"] and answer.timings["load"] == 0
-    answer = final(router.ask(question["ru"]))  # 300 + 250 + 200 > 600: es, least recently used, goes
-    assert loads == ["de", "es", "ru"] and [k[1] for k in router.pool.loaded] == [
+    answer = final(assistant.ask(question["ru"]))  # 300 + 250 + 200 > 600: es, least recently used, goes
+    assert loads == ["de", "es", "ru"] and [k[1] for k in assistant.router.pool.loaded] == [
         routes["de"]["model"],
         routes["ru"]["model"],
     ]
@@ -164,13 +170,13 @@ def test_route_models_load_on_first_use_and_the_least_recent_is_released(fake_mo
 
 
 def test_batch_and_eval_rows_record_the_route(fake_model: FakeModel):
-    router = make_router(fake_model)
+    assistant = make_assistant(fake_model)
     record = next(r for r in XQUAD if r["lang"] == "es")
     fake_model.enqueue(record["answers"][0], record["answers"][0])
-    row = answer_row(router, Question("q1", record["question"], 1))
+    row = answer_row(assistant, Question("q1", record["question"], 1))
     assert row["lang"] == "es" and row["lang_confidence"] > 0.9 and row["route"]["language"] == "es"
     task = QATask("xquad", [QAExample(record["id"], record["question"], record["answers"])])
-    row = eval_row(router, task, EvalItem(task.examples[0], "closed"))
+    row = eval_row(assistant, task, EvalItem(task.examples[0], "closed"))
     assert row["em"] == 1.0 and row["route"]["prompt"] == "prompts/es.md" and row["lang"] == "es"
 
 
@@ -197,3 +203,70 @@ def test_ask_json_records_the_route_with_the_bundled_model():
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["lang"] == "en" and data["route"]["language"] == "en" and data["route"]["fallback"] is None
+
+
+@dataclass
+class MeetingModel(FakeModel):
+    """Answers "ok" once both threads are inside a generation, recording each thread's system prompt."""
+
+    barrier: threading.Barrier = field(default_factory=lambda: threading.Barrier(2, timeout=10))
+    seen: dict[str, str] = field(default_factory=dict)
+
+    def stream(self, messages: list[Message], options: GenerationOptions) -> Iterator[str | Completion]:
+        self.barrier.wait()  # both questions are being answered at once
+        self.seen[threading.current_thread().name] = messages[0].content
+        yield "ok"
+        yield Completion("ok")
+
+
+def test_two_routes_answered_at_once_in_two_threads_each_get_their_own_prompts():
+    model = MeetingModel()
+    assistant = make_assistant(model)
+    questions = {lang: next(r["question"] for r in XQUAD if r["lang"] == lang) for lang in ("de", "es")}
+    answers: dict[str, Answer] = {}
+
+    def ask(lang: str) -> None:
+        answers[lang] = final(assistant.ask(questions[lang], lang=lang))
+
+    threads = [threading.Thread(target=ask, args=(lang,), name=lang) for lang in questions]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=20)
+    for lang in questions:
+        prompts = language_prompts(lang)
+        assert model.seen[lang] == prompts["closed"] + "\n" + prompts["answer_in"], lang
+        assert answers[lang].route["prompt"] == f"prompts/{lang}.md"
+
+
+def test_routes_under_the_openai_backend_ask_the_server_for_its_own_model_not_a_preset(fake_model: FakeModel):
+    assistant = make_assistant(fake_model, backend="openai", base_url="http://127.0.0.1:9/v1")
+    route = assistant.router.route(assistant.router.detect("", lang="de"))
+    assert route.spec is None and route.model == "fake", route
+    assert "with --backend openai" in (route.fallback or "")
+    named = make_assistant(
+        fake_model, backend="openai", base_url="http://127.0.0.1:9/v1", routes={"de": {"model": "g"}}
+    )
+    route = named.router.route(named.router.detect("", lang="de"))
+    assert route.spec is not None and route.spec.target == "g", "a model the config names is asked for by name"
+
+
+def test_an_assistant_replaced_in_a_chat_releases_its_index_connection(fake_model: FakeModel, index: Path, tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from assistant.chat import Chat
+    from assistant.history import ChatStore
+
+    assistant = make_assistant(fake_model, search="local", index=index)
+    fake_model.enqueue("Rembrandt [1]")
+    final(assistant.ask("Who painted The Night Watch?", lang="en", multi=False))
+    chain = assistant.search
+    assert isinstance(chain, FallbackSearch)
+    local = chain.backends[0]
+    assert local._con is not None, "the question opened the index"
+    chat = Chat(assistant, Console(file=io.StringIO()), ChatStore(tmp_path / "chats.db"))
+    chat.set_lang("de")
+    assert chat.assistant is not assistant and chat.assistant.model is fake_model
+    assert local._con is None, "the replaced assistant closed its index connection"

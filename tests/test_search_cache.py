@@ -158,33 +158,36 @@ def test_the_first_backend_with_results_answers_in_order():
     chain = FallbackSearch([a, b, c])
     assert chain.name == "a→b→c"
     assert isinstance(chain, SearchBackend)
-    assert [r.id for r in chain.search("q", max_results=5)] == ["1", "2"]
+    out = chain.find("q", max_results=5)
+    assert [r.id for r in out.results] == ["1", "2"]
     assert (a.calls, b.calls, c.calls) == ([("q", 5)], [("q", 5)], [])
-    assert chain.last_backend == "b" and chain.last_failures == []
+    assert out.backend == "b" and out.failures == []
 
 
 def test_failures_are_recorded_per_query_and_the_next_backend_answers():
     down = Scripted("ddgs", error=SearchError("web search (ddgs) was rate limited"))
     chain = FallbackSearch([down, Scripted("local", hits("1"))])
-    assert [r.id for r in chain.search("q")] == ["1"]
-    assert chain.last_failures == ["ddgs: web search (ddgs) was rate limited"]
+    out = chain.find("q")
+    assert [r.id for r in out.results] == ["1"]
+    assert out.failures == ["ddgs: web search (ddgs) was rate limited"]
     down.error = None
     down.results = hits("9")
-    assert [r.id for r in chain.search("another")] == ["9"]
-    assert chain.last_failures == [] and chain.last_backend == "ddgs"
+    out = chain.find("another")
+    assert [r.id for r in out.results] == ["9"]
+    assert out.failures == [] and out.backend == "ddgs"
 
 
 def test_every_backend_failing_raises_with_every_reason():
     chain = FallbackSearch([Scripted("a", error=SearchError("boom")), Scripted("b", error=SearchError("bang"))])
     with pytest.raises(SearchError, match="every search backend failed: a: boom; b: bang"):
         chain.search("q")
-    assert chain.last_failures == ["a: boom", "b: bang"]
 
 
 def test_nothing_found_with_some_failures_is_an_empty_answer_not_an_error():
     chain = FallbackSearch([Scripted("a", error=SearchError("down")), Scripted("b")])
-    assert chain.search("q") == []
-    assert chain.last_failures == ["a: down"] and chain.last_backend is None
+    out = chain.find("q")
+    assert out.results == []
+    assert out.failures == ["a: down"] and out.backend is None
 
 
 def test_a_bug_in_a_backend_is_not_swallowed():
@@ -219,8 +222,9 @@ def test_a_cached_answer_is_used_before_a_failing_backend_is_retried(cache):
     chain = FallbackSearch([web, Scripted("local", hits("9"))], cache=cache)
     chain.search("q")
     web.error = SearchError("offline now")
-    assert [r.id for r in chain.search("q")] == ["1"]
-    assert chain.last_failures == []
+    out = chain.find("q")
+    assert [r.id for r in out.results] == ["1"]
+    assert out.failures == []
 
 
 # --- make_search ---
@@ -287,7 +291,8 @@ def test_an_unreachable_searxng_falls_back_to_the_local_index(home, small_index)
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     chain = make_search(Settings(search="searxng,local", searxng_url=f"http://127.0.0.1:{port}", index=small_index))
-    results = chain.search("who painted the night watch")
+    out = chain.find("who painted the night watch")
+    results = out.results
     assert [(r.id, r.backend) for r in results] == [("nw", "local")]
-    assert len(chain.last_failures) == 1
-    assert chain.last_failures[0].startswith(f"searxng: SearXNG is unreachable at http://127.0.0.1:{port}")
+    assert len(out.failures) == 1
+    assert out.failures[0].startswith(f"searxng: SearXNG is unreachable at http://127.0.0.1:{port}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from assistant.events import Answer, ToolReturned
 from assistant.loop import answer
 from assistant.search.base import SearchResult
+from assistant.state import RunState
 from assistant.tools import ToolContext, ToolRetry, default_tools, tool
 from assistant.web import FetchPolicy
 from tests.test_loop import ListSearch
@@ -58,8 +60,9 @@ def ctx_for(search: ListSearch, **policy: object) -> ToolContext:
 
 def test_web_search_reads_the_top_page_when_private_addresses_are_allowed(site: str):
     ctx = ctx_for(web(site), allow_private=True)
-    passages = default_tools()["web_search"](ctx, {"query": "Who painted The Night Watch?"})
-    assert ctx.fetches == 1
+    result = default_tools()["web_search"](ctx, {"query": "Who painted The Night Watch?"})
+    assert result.pages_read == 1
+    passages = result.passages
     assert any("1642 painting by Rembrandt" in p.text for p in passages)
     assert all(p.url == f"{site}/nw" and p.title == "The Night Watch" for p in passages)
     assert not any("Home | Paintings" in p.text for p in passages), "boilerplate is dropped by trafilatura"
@@ -67,9 +70,9 @@ def test_web_search_reads_the_top_page_when_private_addresses_are_allowed(site: 
 
 def test_loopback_is_refused_by_default_and_the_snippet_is_used(site: str):
     ctx = ctx_for(web(site))
-    passages = default_tools()["web_search"](ctx, {"query": "Who painted The Night Watch?"})
-    assert [p.text for p in passages] == ["a painting by Rembrandt"]
-    assert any("loopback" in f for f in ctx.failures), ctx.failures
+    result = default_tools()["web_search"](ctx, {"query": "Who painted The Night Watch?"})
+    assert [p.text for p in result.passages] == ["a painting by Rembrandt"]
+    assert any("loopback" in f for f in result.failures), result.failures
 
 
 def test_fetch_page_reads_only_urls_that_search_returned(site: str):
@@ -77,20 +80,21 @@ def test_fetch_page_reads_only_urls_that_search_returned(site: str):
     tools = default_tools()
     with pytest.raises(ToolRetry, match="not the URL of a source"):
         tools["fetch_page"](ctx, {"url": f"{site}/nw"})
-    tools["web_search"](ctx, {"query": "Who painted The Night Watch?"})
-    assert tools["fetch_page"](ctx, {"url": f"{site}/nw"})
+    found = tools["web_search"](ctx, {"query": "Who painted The Night Watch?"})
+    ctx = replace(ctx, known_urls=frozenset(found.urls))  # as the run passes them on (assistant/state.py)
+    assert tools["fetch_page"](ctx, {"url": f"{site}/nw"}).passages
     with pytest.raises(ToolRetry, match="not the URL of a source"):
         tools["fetch_page"](ctx, {"url": "http://127.0.0.1:1/steal"})
 
 
 def test_the_page_budget_is_per_question(site: str):
-    ctx = ctx_for(web(site), allow_private=True)
-    ctx.max_fetches = 1
+    ctx = replace(ctx_for(web(site), allow_private=True), max_fetches=1, cache=None)
+    state = RunState(ctx.question, "fake", "list", ctx)
     tools = default_tools()
-    tools["web_search"](ctx, {"query": "Who painted The Night Watch?"})
-    ctx.cache = None
-    with pytest.raises(ToolRetry, match="budget"):
-        tools["fetch_page"](ctx, {"url": f"{site}/nw"})
+    list(state.call(1, tools["web_search"], {"query": "Who painted The Night Watch?"}, by="policy"))
+    assert state.fetches == 1
+    refused = list(state.call(2, tools["fetch_page"], {"url": f"{site}/nw"}))[-1]
+    assert isinstance(refused, ToolReturned) and "budget of 1 page reads" in (refused.error or "")
 
 
 def test_injected_instructions_stay_fenced_and_cannot_steer_fetches(site: str, fake_model):

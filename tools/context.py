@@ -1,4 +1,5 @@
-"""What tools share: the run's search backend, fetch policy and budgets, and the passages they return."""
+"""What tools share and what they give back: the run's search backend, fetch policy and limits going in (an
+immutable `ToolContext`), passages and an account of what happened coming out (a `ToolResult`)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
 
 
 class ToolRetry(Exception):
-    """A tool call the model can fix (bad arguments, a page that failed): shown to it as an observation."""
+    """A tool call the model can fix (bad arguments, a URL it may not read): shown to it as an observation."""
 
 
 @dataclass
@@ -30,8 +31,21 @@ class Passage:
 
 
 @dataclass
+class ToolResult:
+    """What one tool call did; the run (assistant/state.py) merges it into the question's bookkeeping."""
+
+    passages: list[Passage] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)  # sources that could not be reached, and why
+    notes: list[str] = field(default_factory=list)  # what else the user should know (a page cut at the cap)
+    pages_read: int = 0  # pages fetched over the network: they count against the question's budget
+    urls: list[str] = field(default_factory=list)  # URLs search returned: fetch_page may read only these
+    error: str | None = None  # why the call gave nothing: an observation for the model
+
+
+@dataclass(frozen=True)
 class ToolContext:
-    """Per-question state and limits the tools work within."""
+    """The question and the limits one tool call works within. The run builds a fresh one for each call,
+    with what the question has used so far (`known_urls`, `fetches`); tools never change it."""
 
     question: str
     search: SearchBackend | None
@@ -42,8 +56,11 @@ class ToolContext:
     read_pages: int = 2
     passages_per_page: int = 2
     max_fetches: int = 6
-    fetches: int = 0
-    known_urls: set[str] = field(default_factory=set)  # fetch_page may read only URLs that search returned
-    failures: list[str] = field(default_factory=list)  # sources that could not be reached
-    notes: list[str] = field(default_factory=list)  # what else the user should know (a page cut at the cap)
+    fetches: int = 0  # pages this question has fetched already
+    known_urls: frozenset[str] = frozenset()  # fetch_page may read only URLs that search returned
     model: ModelBackend | None = None  # the run's own model, for tools that generate (extract_json)
+
+    @property
+    def fetches_left(self) -> int:
+        """Pages this question may still fetch."""
+        return max(0, self.max_fetches - self.fetches)

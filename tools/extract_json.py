@@ -1,7 +1,8 @@
 """`extract_json`: turn a text into JSON that matches a schema, with the run's own model (assistant/extract.py).
 
 The model passes the text (say, a passage it was shown) and either a JSON Schema or a field list such as
-`"name:str, role:str?"`; it gets back one passage holding the validated JSON, capped with a visible marker.
+`"name:str, role:str?"`; it gets back one passage (in a `ToolResult`) holding the validated JSON, capped with a
+visible marker.
 Every failure (an invalid schema, output that fails validation twice, no model in this run) comes back as an
 observation through `ToolRetry`, never as a crash. The tool needs `ctx.model`, the backend of the run; it is
 offered by `all_tools()`, not by the search loop's `default_tools()`.
@@ -14,7 +15,7 @@ import json
 from typing import Any
 
 from assistant.errors import AssistantError
-from assistant.tools.context import Passage, ToolContext, ToolRetry
+from assistant.tools.context import Passage, ToolContext, ToolResult, ToolRetry
 
 MAX_CHARS = 4000
 
@@ -24,7 +25,7 @@ def capped(text: str, limit: int = MAX_CHARS) -> str:
     return text if len(text) <= limit else f"{text[:limit]}… [truncated: {len(text) - limit} more characters]"
 
 
-def extract_json(ctx: ToolContext, text: str, schema: str | dict[str, Any], many: bool = False) -> list[Passage]:
+def extract_json(ctx: ToolContext, text: str, schema: str | dict[str, Any], many: bool = False) -> ToolResult:
     """Extract facts from a text as JSON matching a schema: a JSON Schema, or fields like "name:str, role:str?".
 
     `many` returns a list of such objects (e.g. every person mentioned, with their role).
@@ -43,4 +44,4 @@ def extract_json(ctx: ToolContext, text: str, schema: str | dict[str, Any], many
         raise ToolRetry(f"extract_json failed: {e} — try a simpler schema or a shorter text") from None
     out = capped(json.dumps(result.data, ensure_ascii=False))
     digest = hashlib.sha1(out.encode()).hexdigest()[:10]
-    return [Passage(f"extract_json:{digest}", "extracted JSON", "", out, out[:200])]
+    return ToolResult([Passage(f"extract_json:{digest}", "extracted JSON", "", out, out[:200])])

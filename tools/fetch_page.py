@@ -6,13 +6,16 @@ Pages are fetched under the run's `FetchPolicy` (schemes, private addresses, siz
 
 from __future__ import annotations
 
+from collections.abc import Generator
+
 from assistant.errors import FetchError
+from assistant.events import PageRead
 from assistant.passages import rank_passages, split_passages
-from assistant.tools.context import Passage, ToolContext, ToolRetry
+from assistant.tools.context import Passage, ToolContext, ToolResult, ToolRetry
 from assistant.web import fetch_page as fetch
 
 
-def fetch_page(ctx: ToolContext, url: str) -> list[Passage]:
+def fetch_page(ctx: ToolContext, url: str) -> Generator[PageRead, None, ToolResult]:
     """Read the web page at a URL and return its passages most relevant to the question."""
     url = url.strip()
     scheme = url.partition(":")[0].lower() if ":" in url else ""
@@ -22,29 +25,44 @@ def fetch_page(ctx: ToolContext, url: str) -> list[Passage]:
     if url not in ctx.known_urls:
         # URLs the model makes up, or copies from page text, are how injected instructions would exfiltrate.
         raise ToolRetry(f"{url} is not the URL of a source found by web_search: use one of those")
-    return read_passages(ctx, url, "", "")
-
-
-def read_passages(ctx: ToolContext, url: str, title: str, query: str) -> list[Passage]:
-    """Fetch `url` (or take it from the cache) and return its best passages for the question and `query`."""
-    if ctx.fetches >= ctx.max_fetches:
+    if ctx.fetches_left <= 0:
         raise ToolRetry(f"the budget of {ctx.max_fetches} page reads for this question is spent: answer now")
+    result = ToolResult()
+    passages = yield from read_passages(ctx, url, "", "", result)
+    if passages is None:
+        result.error = result.failures[-1]
+    else:
+        result.passages = passages
+    return result
+
+
+def read_passages(
+    ctx: ToolContext, url: str, title: str, query: str, result: ToolResult
+) -> Generator[PageRead, None, list[Passage] | None]:
+    """Fetch `url` (or take it from the cache) and return its best passages for the question and `query`;
+    None if it could not be read. What happened (a network read, a failure, a page cut at the cap) is added to
+    `result`, the call's own account."""
     cached = ctx.cache.get("page", url) if ctx.cache else None
     if cached is None:
-        ctx.fetches += 1
+        result.pages_read += 1
         try:
             page = fetch(url, ctx.policy)
         except FetchError as e:
-            raise ToolRetry(f"could not read {url}: {e}") from None
+            result.failures.append(f"could not read {url}: {e}")
+            yield PageRead(url, ok=False, detail=str(e))
+            return None
         if page.truncated:
-            ctx.notes.append(f"read only the first {page.bytes:,} bytes of {url}: the page is longer than the cap")
+            result.notes.append(f"read only the first {page.bytes:,} bytes of {url}: the page is longer than the cap")
         cached = {"title": page.title, "text": page.text, "url": page.final_url}
         if ctx.cache:
             ctx.cache.put("page", url, cached)
     chunks = split_passages(cached["text"])
     if not chunks:
-        raise ToolRetry(f"{url} has no readable text")
+        result.failures.append(f"{url} has no readable text")
+        yield PageRead(url, ok=False, detail="no readable text")
+        return None
     ranked = rank_passages(f"{ctx.question} {query}", chunks)
     best = sorted(i for _, i in ranked[: ctx.passages_per_page])  # keep page order: it reads better
     title = title or cached["title"] or url
+    yield PageRead(url, ok=True, detail=f"{len(best)} passages")
     return [Passage(f"{url}#{i}", title, cached["url"] or url, chunks[i], chunks[i][:200]) for i in best]

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator
+
 from assistant.errors import SearchError
-from assistant.tools.context import Passage, ToolContext, ToolRetry
+from assistant.events import PageRead
+from assistant.search import search_outcome
+from assistant.tools.context import Passage, ToolContext, ToolResult, ToolRetry
 from assistant.tools.fetch_page import read_passages
 
 
-def web_search(ctx: ToolContext, query: str) -> list[Passage]:
+def web_search(ctx: ToolContext, query: str) -> Generator[PageRead, None, ToolResult]:
     """Search the web for a query and return the most relevant passages of the top results."""
     query = " ".join(query.split())
     if not query:
@@ -15,27 +19,24 @@ def web_search(ctx: ToolContext, query: str) -> list[Passage]:
     if ctx.search is None:
         raise ToolRetry("search is turned off: answer from what you know")
     try:
-        results = ctx.search.search(query, max_results=ctx.max_results)
+        outcome = search_outcome(ctx.search, query, ctx.max_results)
     except SearchError as e:
-        ctx.failures.append(str(e))
-        raise ToolRetry(f"search failed: {e}") from None
-    ctx.failures.extend(getattr(ctx.search, "last_failures", []) or [])
-    passages: list[Passage] = []
-    pages_read = 0
-    ctx.known_urls.update(r.url for r in results if r.url)
-    for r in results:
+        return ToolResult(failures=[str(e)], error=f"search failed: {e}")
+    result = ToolResult(failures=list(outcome.failures), notes=list(outcome.notes))
+    result.urls = [r.url for r in outcome.results if r.url]
+    tried = 0  # pages this search tried to read, from the cache or the network
+    for r in outcome.results:
         if r.text:  # the local index returns whole passages: nothing to read
-            passages.append(Passage(r.id, r.title, r.url, r.text, r.snippet or r.text[:200]))
+            result.passages.append(Passage(r.id, r.title, r.url, r.text, r.snippet or r.text[:200]))
             continue
-        if r.url and pages_read < ctx.read_pages and ctx.fetches < ctx.max_fetches:
-            pages_read += 1
-            try:
-                passages.extend(read_passages(ctx, r.url, r.title, query))
+        if r.url and tried < ctx.read_pages and result.pages_read < ctx.fetches_left:
+            tried += 1
+            passages = yield from read_passages(ctx, r.url, r.title, query, result)
+            if passages is not None:
+                result.passages.extend(passages)
                 continue
-            except ToolRetry as e:
-                ctx.failures.append(str(e))
         if r.snippet:
-            passages.append(Passage(r.id or r.url, r.title, r.url, r.snippet, r.snippet))
-    if not passages:
-        raise ToolRetry(f"no results for {query!r}: try other words")
-    return passages
+            result.passages.append(Passage(r.id or r.url, r.title, r.url, r.snippet, r.snippet))
+    if not result.passages:
+        result.error = f"no results for {query!r}: try other words"
+    return result

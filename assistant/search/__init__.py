@@ -14,28 +14,38 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from dataclasses import asdict
+from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
 from assistant.errors import AssistantError, SearchError
-from assistant.search.base import SearchBackend, SearchResult, TransientSearchError
+from assistant.search.base import SearchBackend, SearchOutcome, SearchResult, TransientSearchError
 from assistant.search.cache import Cache
 from assistant.search.retry import Breaker, Retry
 
 if TYPE_CHECKING:
     from assistant.settings import Settings
 
-__all__ = ["BACKENDS", "FallbackSearch", "SearchBackend", "SearchError", "SearchResult", "make_search"]
-
-BACKENDS = ("ddgs", "searxng", "local", "none")
+__all__ = [
+    "FallbackSearch",
+    "SearchBackend",
+    "SearchError",
+    "SearchOutcome",
+    "SearchResult",
+    "close_search",
+    "engines",
+    "make_search",
+    "search_outcome",
+]
 
 
 class FallbackSearch:
     """Tries each backend in order and returns the first non-empty results.
 
-    After each `search`, `last_failures` lists "backend: why" for every backend that failed on that query
-    (so an answer can say which sources could not be reached) and `last_backend` names the one that answered.
-    `notes` says which configured backends were skipped when the chain was built. `retry` bounds the attempts
+    `find` returns a `SearchOutcome`: the results, "backend: why" for every backend that failed on that query
+    (so an answer can say which sources could not be reached), the backend that answered, and `notes`: which
+    configured backends were skipped when the chain was built. `retry` bounds the attempts
     per backend and query; a backend that failed every attempt is skipped for `retry.cooldown` seconds.
     """
 
@@ -54,8 +64,6 @@ class FallbackSearch:
         self.retry = retry or Retry()
         self.breaker = Breaker(self.retry)
         self.name = "→".join(b.name for b in self.backends)
-        self.last_failures: list[str] = []
-        self.last_backend: str | None = None
 
     def _cached(self, backend: SearchBackend, key: str) -> list[SearchResult] | None:
         if self.cache is None or not getattr(backend, "cacheable", True):
@@ -69,50 +77,112 @@ class FallbackSearch:
             return None
 
     def search(self, query: str, max_results: int = 5) -> list[SearchResult]:
-        """Results from the first backend that finds any; SearchError only if every backend failed."""
-        self.last_failures = []
-        self.last_backend = None
+        """Results from the first backend that finds any (the `SearchBackend` interface)."""
+        return self.find(query, max_results).results
+
+    def find(self, query: str, max_results: int = 5) -> SearchOutcome:
+        """Results from the first backend that finds any, and who failed; SearchError only if every one failed."""
+        failures: list[str] = []
         for backend in self.backends:
             key = json.dumps([backend.name, query, max_results], ensure_ascii=False)
             results = self._cached(backend, key)
             if results is None:
                 skipped = self.breaker.skip(backend.name)
                 if skipped:
-                    self.last_failures.append(f"{backend.name}: {skipped}")
+                    failures.append(f"{backend.name}: {skipped}")
                     continue
                 try:
                     results = self.retry.call(functools.partial(backend.search, query, max_results=max_results))
                 except TransientSearchError as e:
                     self.breaker.failed(backend.name, str(e)[:160])
-                    self.last_failures.append(f"{backend.name}: {e}")
+                    failures.append(f"{backend.name}: {e}")
                     continue
                 except SearchError as e:
-                    self.last_failures.append(f"{backend.name}: {e}")
+                    failures.append(f"{backend.name}: {e}")
                     continue
                 self.breaker.worked(backend.name)
                 if results and self.cache is not None and getattr(backend, "cacheable", True):
                     # Empty answers are not cached: a web engine that found nothing may find it later.
                     self.cache.put("search", key, [asdict(r) for r in results])
             if results:
-                self.last_backend = backend.name
-                return results[:max_results]
-        if len(self.last_failures) == len(self.backends):
-            raise SearchError("every search backend failed: " + "; ".join(self.last_failures))
-        return []
+                return SearchOutcome(results[:max_results], failures, backend.name, list(self.notes))
+        if len(failures) == len(self.backends):
+            raise SearchError("every search backend failed: " + "; ".join(failures))
+        return SearchOutcome([], failures, None, list(self.notes))
+
+
+def search_outcome(search: SearchBackend, query: str, max_results: int) -> SearchOutcome:
+    """One query to a backend or a fallback chain, as an outcome (a single backend's failure raises)."""
+    if isinstance(search, FallbackSearch):
+        return search.find(query, max_results)
+    return SearchOutcome(search.search(query, max_results=max_results), backend=search.name)
+
+
+class Unavailable(Exception):
+    """A configured search backend cannot be used now (no URL, no index file): the chain skips it with a note."""
+
+
+Factory = Callable[["Settings"], SearchBackend]
+
+
+def _ddgs(settings: Settings) -> SearchBackend:
+    from assistant.search.ddgs_backend import DDGSSearch
+
+    return DDGSSearch(region=settings.region, timeout=settings.fetch_timeout)
+
+
+def _searxng(settings: Settings) -> SearchBackend:
+    from assistant.search.searxng import SearxngSearch
+
+    if not settings.searxng_url:
+        raise Unavailable("searxng skipped: no URL — set --searxng-url or ASSISTANT_SEARXNG_URL")
+    return SearxngSearch(settings.searxng_url, settings.region, settings.fetch_timeout)
+
+
+def _local(settings: Settings) -> SearchBackend:
+    from assistant.search.local import LocalIndex
+
+    path = settings.index_path()
+    if not path.is_file():
+        raise Unavailable(
+            f"local skipped: index not found: {path} — build one with `assistant index build FILE.jsonl --out {path}`"
+        )
+    return LocalIndex(path)
+
+
+BUILT_IN: dict[str, Factory] = {"ddgs": _ddgs, "searxng": _searxng, "local": _local}
+ENTRY_POINTS = "search_assistant.search"  # NAME = "module:make", make(settings) -> SearchBackend
+
+
+def engines() -> dict[str, Factory]:
+    """Every search backend by name: the built-in ones, then those that installed packages register."""
+    found: dict[str, Factory] = dict(BUILT_IN)
+    for entry in entry_points(group=ENTRY_POINTS):
+        found.setdefault(entry.name, _plugin(entry.name, entry.load))
+    return found
+
+
+def _plugin(name: str, load_entry: Callable[[], Factory]) -> Factory:
+    def make(settings: Settings) -> SearchBackend:
+        try:
+            factory = load_entry()
+        except Exception as e:  # an ImportError, or anything the plugin's module raises on import
+            raise Unavailable(f"{name} skipped: the plugin could not be loaded ({type(e).__name__}: {e})") from None
+        return factory(settings)
+
+    return make
 
 
 def make_search(settings: Settings, cache: Cache | None = None) -> FallbackSearch | None:
     """The chain named by `settings.search`, or None for "none"; skipped backends are noted, not fatal."""
-    from assistant.search.ddgs_backend import DDGSSearch
-    from assistant.search.local import LocalIndex
-    from assistant.search.searxng import SearxngSearch
     from assistant.settings import cache_dir
 
     chain = list(dict.fromkeys(settings.search_chain()))
-    unknown = [n for n in chain if n not in BACKENDS]
+    known = engines()
+    unknown = [n for n in chain if n not in known and n != "none"]
     if unknown:
         raise AssistantError(
-            f"unknown search backend {unknown[0]!r} — choose from {', '.join(BACKENDS)} "
+            f"unknown search backend {unknown[0]!r} — choose from {', '.join([*known, 'none'])} "
             "(comma-separated for a fallback chain, e.g. ddgs,local)"
         )
     if not chain or chain == ["none"]:
@@ -122,25 +192,22 @@ def make_search(settings: Settings, cache: Cache | None = None) -> FallbackSearc
     backends: list[SearchBackend] = []
     notes: list[str] = []
     for name in chain:
-        if name == "ddgs":
-            backends.append(DDGSSearch(region=settings.region, timeout=settings.fetch_timeout))
-        elif name == "searxng":
-            if settings.searxng_url:
-                backends.append(SearxngSearch(settings.searxng_url, settings.region, settings.fetch_timeout))
-            else:
-                notes.append("searxng skipped: no URL — set --searxng-url or ASSISTANT_SEARXNG_URL")
-        elif name == "local":
-            path = settings.index_path()
-            if path.is_file():
-                backends.append(LocalIndex(path))
-            else:
-                notes.append(
-                    f"local skipped: index not found: {path} — build one with "
-                    f"`assistant index build FILE.jsonl --out {path}`"
-                )
+        try:
+            backends.append(known[name](settings))
+        except Unavailable as e:
+            notes.append(str(e))
     if not backends:
         raise SearchError("no search backend is available: " + "; ".join(notes))
     if cache is None:
         cache = Cache(cache_dir() / "cache.db", settings.cache_ttl)
     retry = Retry(attempts=settings.search_attempts, budget=settings.search_budget)
     return FallbackSearch(backends, cache=cache, notes=notes, retry=retry)
+
+
+def close_search(search: SearchBackend | None) -> None:
+    """Close a backend's connections (a chain closes each of its backends)."""
+    inner = search.backends if isinstance(search, FallbackSearch) else [search] if search else []
+    for backend in inner:
+        close = getattr(backend, "close", None)  # optional: only backends that hold connections have one
+        if callable(close):
+            close()

@@ -5,7 +5,7 @@ Web backends return snippets (the loop reads the pages); the local index returns
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from assistant.errors import SearchError
@@ -21,6 +21,16 @@ class SearchResult:
     snippet: str = ""
     text: str = ""
     backend: str = ""
+
+
+@dataclass
+class SearchOutcome:
+    """The results of one query, with the backends that failed on it ("name: why") and the one that answered."""
+
+    results: list[SearchResult]
+    failures: list[str] = field(default_factory=list)
+    backend: str | None = None
+    notes: list[str] = field(default_factory=list)  # configured backends that were skipped, and why
 
 
 class TransientSearchError(SearchError):
