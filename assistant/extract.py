@@ -264,13 +264,6 @@ def find_problem(target: Target, data: Any) -> tuple[str, str] | None:
     return None
 
 
-def backend_kind(model: ModelBackend) -> str:
-    """llama-cpp, transformers, openai, or other (a test double, a plugin)."""
-    module = type(model).__module__
-    kinds = {"llama_cpp": "llama-cpp", "hf": "transformers", "openai_compat": "openai"}
-    return next((kind for suffix, kind in kinds.items() if module.endswith(f".{suffix}")), "other")
-
-
 def run_extraction(
     text: str,
     target: Target,
@@ -282,14 +275,14 @@ def run_extraction(
     """Extract `target` from `text` with `model`: validate, retry once with the problem shown, or raise."""
     if not text.strip():
         raise AssistantError("the text is empty — pass the text to extract from (an argument, --file or stdin)")
-    wire, kind, notes = target.wire, backend_kind(model), []
-    if constrain and kind == "llama-cpp" and (why := grammar_problem(wire)):
+    wire, notes = target.wire, []
+    if constrain and model.grammar_from_schema and (why := grammar_problem(wire)):
         raise SchemaError(
             f"llama.cpp cannot turn this schema into a grammar ({why}) — simplify it, or extract without a "
             "grammar (--no-constrain; the output is still validated)"
         )
-    if constrain and kind == "transformers":
-        notes.append("the transformers backend cannot enforce a schema: it is asked for in the prompt only")
+    if constrain and not model.supports_schema:
+        notes.append(f"{model.name} cannot be held to a schema while decoding: it is asked for in the prompt only")
     elif constrain and (loose := unenforced(wire)):
         notes.append(f"not enforced while decoding, checked afterwards: {', '.join(loose)}")
     schema_text = json.dumps(wire, ensure_ascii=False, separators=(",", ":"))

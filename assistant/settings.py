@@ -61,8 +61,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ASSISTANT_", extra="ignore")
 
     model: str | None = Field(None, description="preset name, GGUF path or Hugging Face id/folder")
-    backend: Literal["llama-cpp", "transformers", "openai"] | None = Field(
-        None, description="model backend; default: inferred from the model"
+    backend: str | None = Field(
+        None, description="llama-cpp | transformers | openai, or a plugin's backend; default: inferred from the model"
     )
     base_url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8080/v1")
     api_key: str | None = Field(None, description="key for the OpenAI-compatible endpoint")

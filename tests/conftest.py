@@ -85,6 +85,10 @@ class FakeModel:
 
     name: str = "fake"
     context_length: int = 4096
+    supports_tools: bool = True  # tool calls are parsed from its text, as the real backends' are
+    supports_schema: bool = True
+    grammar_from_schema: bool = False
+    counts_tokens_locally: bool = True
     replies: list[str] = field(default_factory=list)
     history: list[tuple[list[Message], GenerationOptions]] = field(default_factory=list)
 

@@ -228,12 +228,21 @@ def test_the_terminal_shows_the_checked_answer_when_it_differs_from_the_stream(f
     assert "removed citation [9]" in text
 
 
-def test_auto_lets_a_tool_capable_model_search_again_and_single_does_not(fake_model):
+def test_auto_trusts_presets_with_tools_multi_trusts_any_tool_capable_backend_and_single_none(fake_model):
+    from assistant.models import ModelSpec
+    from assistant.models.presets import get_preset
     from assistant.runner import Assistant
     from assistant.settings import load_settings
 
-    assert Assistant.from_settings(load_settings(search="none"), model=fake_model).multi_step()
-    assert not Assistant.from_settings(load_settings(search="none", loop="single"), model=fake_model).multi_step()
+    def multi(loop: str, preset: str | None = None) -> bool:
+        spec = ModelSpec("given", fake_model.name, get_preset(preset) if preset else None)
+        return Assistant.from_settings(load_settings(search="none", loop=loop), fake_model, spec).multi_step()
+
+    assert multi("auto", "qwen2.5-coder-1.5b") and not multi("auto", "smollm2-135m")
+    assert not multi("auto"), "a model of unknown kind is not trusted with tools by default"
+    assert multi("multi") and not multi("single", "qwen2.5-coder-1.5b")
+    fake_model.supports_tools = False
+    assert not multi("multi", "qwen2.5-coder-1.5b"), "a backend that cannot call tools never searches again"
 
 
 def test_yes_no_answers_do_not_trigger_another_search(fake_model):

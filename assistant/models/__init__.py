@@ -2,12 +2,16 @@
 
 Resolution of `--model`: a preset name (see `assistant models`), a `.gguf` path (llama-cpp), a folder with a
 `config.json` or an `org/name` hub id (transformers), or the served model's name with `--backend openai`.
-No model given: the best preset present.
+No model given: the best preset present. Backends are looked up by name in a registry: the built-in three and
+any that a package registers under the entry-point group `search_assistant.backends`, as
+`NAME = "module:load"` where `load(settings, spec) -> ModelBackend` (`--backend NAME`; `--model` is passed on).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from assistant.errors import AssistantError
@@ -26,7 +30,12 @@ __all__ = [
     "ModelSpec",
     "resolve_model",
     "load_model",
+    "close_model",
+    "backends",
 ]
+
+ENTRY_POINTS = "search_assistant.backends"
+Loader = Callable[[Settings, "ModelSpec"], ModelBackend]
 
 
 @dataclass
@@ -39,13 +48,23 @@ class ModelSpec:
 
     @property
     def tool_calling(self) -> bool:
-        """Whether the model is trusted to drive the multi-step loop."""
-        return self.preset.tool_calling if self.preset else True
+        """Whether the model is trusted to drive the multi-step loop: a preset that is; a model of unknown kind
+        is not (`loop = "multi"` trusts any backend that supports tools)."""
+        return self.preset.tool_calling if self.preset else False
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """What identifies a loaded model."""
+        return (self.backend, self.target)
 
 
 def resolve_model(settings: Settings) -> ModelSpec:
     """Turn settings.model/backend into a concrete backend and target, with a one-line error if impossible."""
     name, backend = settings.model, settings.backend
+    if backend and backend not in BUILT_IN:
+        if backend not in backends():
+            raise AssistantError(f"unknown backend {backend!r} — one of: {', '.join(backends())}")
+        return ModelSpec(backend, name or "default", get_preset(name) if name else None)
     if backend == "openai":
         if not settings.base_url:
             raise AssistantError("--backend openai needs --base-url, e.g. http://127.0.0.1:8080/v1")
@@ -75,17 +94,59 @@ def resolve_model(settings: Settings) -> ModelSpec:
 
 
 def load_model(settings: Settings, spec: ModelSpec | None = None) -> ModelBackend:
-    """Load the model the settings name."""
+    """Load the model the settings name, with the backend the spec names."""
     spec = spec or resolve_model(settings)
-    if spec.backend == "llama-cpp":
-        from assistant.models.llama_cpp import LlamaCppBackend
+    load = backends().get(spec.backend)
+    if load is None:
+        raise AssistantError(f"unknown backend {spec.backend!r} — one of: {', '.join(backends())}")
+    return load(settings, spec)
 
-        name = spec.preset.name if spec.preset else None
-        return LlamaCppBackend(spec.target, n_ctx=settings.n_ctx, threads=settings.threads, name=name)
-    if spec.backend == "transformers":
-        from assistant.models.hf import TransformersBackend
 
-        return TransformersBackend(spec.target, n_ctx=settings.n_ctx)
+def close_model(model: ModelBackend) -> None:
+    """Release a model's memory, threads and connections, where its backend holds any."""
+    close = getattr(model, "close", None)  # optional: a test double or a plugin may hold nothing
+    if callable(close):
+        close()
+
+
+def _llama_cpp(settings: Settings, spec: ModelSpec) -> ModelBackend:
+    from assistant.models.llama_cpp import LlamaCppBackend
+
+    name = spec.preset.name if spec.preset else None
+    return LlamaCppBackend(spec.target, n_ctx=settings.n_ctx, threads=settings.threads, name=name)
+
+
+def _transformers(settings: Settings, spec: ModelSpec) -> ModelBackend:
+    from assistant.models.hf import TransformersBackend
+
+    return TransformersBackend(spec.target, n_ctx=settings.n_ctx)
+
+
+def _openai(settings: Settings, spec: ModelSpec) -> ModelBackend:
     from assistant.models.openai_compat import OpenAIBackend
 
     return OpenAIBackend(settings.base_url or "", model=spec.target, api_key=settings.api_key)
+
+
+BUILT_IN: dict[str, Loader] = {"llama-cpp": _llama_cpp, "transformers": _transformers, "openai": _openai}
+
+
+def backends() -> dict[str, Loader]:
+    """Every backend by name: the built-in ones, then those that installed packages register."""
+    found: dict[str, Loader] = dict(BUILT_IN)
+    for entry in entry_points(group=ENTRY_POINTS):
+        found.setdefault(entry.name, _lazy(entry.name, entry.load))
+    return found
+
+
+def _lazy(name: str, load_entry: Callable[[], Loader]) -> Loader:
+    """A plugin's loader, imported only when its backend is used; a broken plugin is a one-line error."""
+
+    def load(settings: Settings, spec: ModelSpec) -> ModelBackend:
+        try:
+            loader = load_entry()
+        except Exception as e:  # an ImportError, or anything the plugin's module raises on import
+            raise AssistantError(f"backend {name!r} could not be loaded: {type(e).__name__}: {e}") from None
+        return loader(settings, spec)
+
+    return load

@@ -76,10 +76,14 @@ class GenerationOptions:
 
 @runtime_checkable
 class ModelBackend(Protocol):
-    """What the loop needs of a model."""
+    """What the loop needs of a model, and what it can do (capabilities are declared, never guessed)."""
 
     name: str
-    context_length: int
+    context_length: int  # tokens the prompt and the answer share
+    supports_tools: bool  # its tool calls can be decoded (assistant/models/toolcalls.py): the multi-step loop
+    supports_schema: bool  # decoding can be held to a JSON schema (a grammar, or the server's response_format)
+    grammar_from_schema: bool  # that constraint is a llama.cpp grammar, which cannot express every schema
+    counts_tokens_locally: bool  # count_tokens costs no request
 
     def stream(self, messages: list[Message], options: GenerationOptions) -> Iterator[str | Completion]:
         """Yield text deltas of the visible answer, then exactly one `Completion`."""

@@ -101,6 +101,11 @@ def _source(model_id_or_path: str) -> tuple[str, str]:
 class TransformersBackend:
     """A causal LM loaded with transformers; implements `ModelBackend`."""
 
+    supports_tools = True  # tool calls are parsed from its text (toolcalls.py)
+    supports_schema = False  # a schema can only be asked for in the prompt
+    grammar_from_schema = False
+    counts_tokens_locally = True
+
     def __init__(
         self,
         model_id_or_path: str,

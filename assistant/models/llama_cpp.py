@@ -44,6 +44,11 @@ def _import_llama() -> Any:
 class LlamaCppBackend:
     """A GGUF model through llama-cpp-python."""
 
+    supports_tools = True
+    supports_schema = True
+    grammar_from_schema = True
+    counts_tokens_locally = True
+
     def __init__(
         self,
         path: str | Path,

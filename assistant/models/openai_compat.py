@@ -89,6 +89,11 @@ def _wire(message: Message) -> dict[str, Any]:
 class OpenAIBackend:
     """A model behind an OpenAI-compatible chat-completions server."""
 
+    supports_tools = True
+    supports_schema = True  # response_format with a JSON schema
+    grammar_from_schema = False
+    counts_tokens_locally = False  # the server tokenizes
+
     def __init__(
         self,
         base_url: str,
