@@ -1,123 +1,56 @@
-"""The `assistant` command: ask, models, index, config. Each command delegates to library code.
+"""The `assistant` command: ask, models, index, config, and the commands of cli_runs, cli_chat and cli_extract.
 
-Every option is also an environment variable (ASSISTANT_*) and a key of config.toml; `assistant config`
-shows where that file lives and what is in force.
+Every option of the commands that answer is also an environment variable (ASSISTANT_*) and a key of config.toml
+(assistant/cli_app.py derives them from the settings); `assistant config` shows where that file lives and what
+is in force. This module is the entry point: it imports every command module, each of which registers its
+commands on the app of assistant/cli_app.py.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from assistant import cli_chat, cli_extract, cli_runs  # noqa: F401 (each registers its commands on the app)
+from assistant.cli_app import app, err, fails_cleanly, with_settings
 from assistant.errors import AssistantError
 from assistant.settings import Settings, config_dir, load_settings
 
-app = typer.Typer(
-    no_args_is_help=True,
-    add_completion=False,
-    help="A private assistant that searches, reads and answers with citations.",
-)
 models_app = typer.Typer(help="List, and pull, the model presets.", invoke_without_command=True)
 index_app = typer.Typer(help="Build and query a local SQLite (FTS5/BM25) search index.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(index_app, name="index")
 
-err = Console(stderr=True)
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def fails_cleanly(fn: F) -> F:
-    """Print an AssistantError as one line on stderr and exit 1."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except AssistantError as e:
-            err.print(f"[red]error:[/red] {e}", highlight=False)
-            raise typer.Exit(1) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _opt(help: str, env: str, *names: str) -> Any:
-    return typer.Option(*names, help=help, envvar=f"ASSISTANT_{env}", show_envvar=True)
-
-
-ModelOpt = Annotated[str | None, _opt("Preset name, GGUF path or Hugging Face id/folder.", "MODEL", "--model", "-m")]
-BackendOpt = Annotated[str | None, _opt("llama-cpp | transformers | openai.", "BACKEND", "--backend")]
-BaseUrlOpt = Annotated[str | None, _opt("OpenAI-compatible endpoint for --backend openai.", "BASE_URL", "--base-url")]
-SearchOpt = Annotated[
-    str | None, _opt("ddgs | searxng | local | none, or a chain like ddgs,local.", "SEARCH", "--search", "-s")
-]
-IndexOpt = Annotated[Path | None, _opt("SQLite index for --search local.", "INDEX", "--index")]
-SearxOpt = Annotated[str | None, _opt("SearXNG base URL for --search searxng.", "SEARXNG_URL", "--searxng-url")]
-LangOpt = Annotated[str | None, _opt("Language route: auto (detect) or a code such as fr.", "LANG", "--lang")]
-MaxStepsOpt = Annotated[int | None, _opt("Most search steps per answer.", "MAX_STEPS", "--max-steps")]
-AllowPrivateOpt = Annotated[
-    bool | None, _opt("Let fetch_page reach private/loopback addresses.", "ALLOW_PRIVATE", "--allow-private")
-]
-
-
-def settings_from(
-    model: str | None,
-    backend: str | None,
-    base_url: str | None,
-    search: str | None,
-    index: Path | None,
-    searxng_url: str | None,
-    **more: Any,
-) -> Settings:
-    """Settings with the CLI's flags on top of env, config file and defaults."""
-    from pydantic import ValidationError
-
-    try:
-        return load_settings(
-            model=model, backend=backend, base_url=base_url, search=search, index=index, searxng_url=searxng_url, **more
-        )
-    except ValidationError as e:
-        first = e.errors()[0]
-        raise AssistantError(f"bad setting {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+__all__ = ["app"]
 
 
 @app.command()
 @fails_cleanly
+@with_settings()
 def ask(
     question: Annotated[str, typer.Argument(help="The question.")],
+    settings: Settings,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of streaming.")] = False,
-    model: ModelOpt = None,
-    backend: BackendOpt = None,
-    base_url: BaseUrlOpt = None,
-    search: SearchOpt = None,
-    index: IndexOpt = None,
-    searxng_url: SearxOpt = None,
-    allow_private: AllowPrivateOpt = None,
-    max_steps: MaxStepsOpt = None,
-    lang: LangOpt = None,
 ) -> None:
     """Answer a question with citations, searching first (or closed-book with --search none)."""
     from assistant.events import Answer
     from assistant.render import EventPrinter
-    from assistant.routing import Router
+    from assistant.runner import Assistant
 
-    more = {"allow_private": allow_private, "max_steps": max_steps, "lang": lang}
-    s = settings_from(model, backend, base_url, search, index, searxng_url, **more)
-    assistant = Router.from_settings(s)
     printer = EventPrinter(Console(highlight=False))
     final = None
-    for event in assistant.ask(question):
-        if isinstance(event, Answer):
-            final = event
-        if not as_json:
-            printer(event)
+    with Assistant.from_settings(settings) as assistant:
+        for event in assistant.ask(question):
+            if isinstance(event, Answer):
+                final = event
+            if not as_json:
+                printer(event)
     if as_json and final:
         typer.echo(json.dumps(final.to_dict(), ensure_ascii=False))
 
@@ -170,16 +103,16 @@ def index_build(
 
 @index_app.command("search")
 @fails_cleanly
+@with_settings(only=("index",))
 def index_search(
     query: Annotated[str, typer.Argument(help="What to search for.")],
-    index: IndexOpt = None,
+    settings: Settings,
     k: Annotated[int, typer.Option("-k", help="How many results.")] = 5,
 ) -> None:
     """Query a local index and print the hits."""
     from assistant.search.local import LocalIndex
 
-    s = settings_from(None, None, None, None, index, None)
-    for r in LocalIndex(s.index_path()).search(query, max_results=k):
+    for r in LocalIndex(settings.index_path()).search(query, max_results=k):
         typer.echo(f"{r.id}\t{r.title}\t{r.snippet[:100]}")
 
 
@@ -194,11 +127,3 @@ def config() -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())
-
-
-import assistant.cli_chat  # noqa: E402, F401 (registers `chat` and `history`)
-import assistant.cli_extract  # noqa: E402, F401 (registers `extract` and `extract-eval`)
-from assistant.cli_runs import batch, eval_  # noqa: E402 (they use the options defined above)
-
-app.command("batch")(batch)
-app.command("eval")(eval_)

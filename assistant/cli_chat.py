@@ -1,10 +1,8 @@
 """The `chat` and `history` commands: a terminal chat with `ask`'s options, and the chats it saved.
 
-    assistant chat --search local --index tests.db
-    assistant history          # id, started, first question, turns
-    assistant history 3        # one conversation as Markdown, with its sources
-
-The commands register themselves on the app when assistant/cli.py imports this module.
+assistant chat --search local --index tests.db
+assistant history          # id, started, first question, turns
+assistant history 3        # one conversation as Markdown, with its sources
 """
 
 from __future__ import annotations
@@ -15,50 +13,18 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from assistant.cli import (
-    AllowPrivateOpt,
-    BackendOpt,
-    BaseUrlOpt,
-    IndexOpt,
-    LangOpt,
-    MaxStepsOpt,
-    ModelOpt,
-    SearchOpt,
-    SearxOpt,
-    app,
-    fails_cleanly,
-    settings_from,
-)
+from assistant.cli_app import app, fails_cleanly, with_settings
+from assistant.settings import Settings
 
 
 @app.command()
 @fails_cleanly
-def chat(
-    model: ModelOpt = None,
-    backend: BackendOpt = None,
-    base_url: BaseUrlOpt = None,
-    search: SearchOpt = None,
-    index: IndexOpt = None,
-    searxng_url: SearxOpt = None,
-    lang: LangOpt = None,
-    allow_private: AllowPrivateOpt = None,
-    max_steps: MaxStepsOpt = None,
-) -> None:
+@with_settings()
+def chat(settings: Settings) -> None:
     """Chat in the terminal: answers with citations that remember the conversation; /help inside lists commands."""
     from assistant.chat import run_chat
 
-    s = settings_from(
-        model,
-        backend,
-        base_url,
-        search,
-        index,
-        searxng_url,
-        lang=lang,
-        allow_private=allow_private,
-        max_steps=max_steps,
-    )
-    run_chat(s)
+    run_chat(settings)
 
 
 @app.command()

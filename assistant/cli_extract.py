@@ -21,8 +21,9 @@ from typing import Annotated, Any
 
 import typer
 
-from assistant.cli import BackendOpt, BaseUrlOpt, ModelOpt, app, err, fails_cleanly, settings_from
+from assistant.cli_app import MODEL_FLAGS, app, err, fails_cleanly, with_settings
 from assistant.errors import AssistantError
+from assistant.settings import Settings
 
 ConstrainOpt = Annotated[
     bool, typer.Option("--no-constrain", help="Decode without a grammar/response_format (still validated).")
@@ -62,7 +63,9 @@ def _dump(value: Any) -> str:
 
 @app.command("extract")
 @fails_cleanly
+@with_settings(only=MODEL_FLAGS)
 def extract_cmd(
+    settings: Settings,
     text: Annotated[str | None, typer.Argument(help="The text; - reads stdin.")] = None,
     schema: Annotated[Path | None, typer.Option("--schema", help="A JSON Schema file (draft 2020-12).")] = None,
     fields: Annotated[
@@ -76,9 +79,6 @@ def extract_cmd(
     ] = None,
     no_constrain: ConstrainOpt = False,
     max_tokens: MaxTokensOpt = None,
-    model: ModelOpt = None,
-    backend: BackendOpt = None,
-    base_url: BaseUrlOpt = None,
 ) -> None:
     """Print JSON extracted from a text that validates against a schema (exit 2 if the model's output does not)."""
     from assistant.extract import ExtractionError, Target, load_schema, run_extraction
@@ -92,7 +92,7 @@ def extract_cmd(
     source = _text(text, file) if texts is None else ""
     if texts is None and not source.strip():
         raise AssistantError("the text is empty — pass the text to extract from (an argument, --file or stdin)")
-    llm = load_model(settings_from(model, backend, base_url, None, None, None))
+    llm = load_model(settings)
     options = {"constrain": not no_constrain, "max_tokens": max_tokens}
     if texts is None:
         try:
@@ -133,14 +133,13 @@ def _jsonl_lines(path: Path, text: str | None, file: Path | None) -> list[str]:
 
 @app.command("extract-eval")
 @fails_cleanly
+@with_settings(only=MODEL_FLAGS)
 def extract_eval(
+    settings: Settings,
     mode: Annotated[str, typer.Option("--mode", help="constrained | unconstrained | both.")] = "both",
     limit: Annotated[int | None, typer.Option("--limit", "-n", min=1, help="Only the first N cases.")] = None,
     data: Annotated[Path | None, typer.Option("--data", help="Cases (default: the bundled labelled set).")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write one JSON row per case and mode here.")] = None,
-    model: ModelOpt = None,
-    backend: BackendOpt = None,
-    base_url: BaseUrlOpt = None,
 ) -> None:
     """Score extraction on the labelled set: validity, field precision/recall, seconds per case (markdown)."""
     from assistant.evals.extraction import load_cases, markdown, run_eval
@@ -154,8 +153,7 @@ def extract_eval(
         err.print(f"[yellow]warning:[/yellow] {problem}; skipped", highlight=False, soft_wrap=True)
     if not len(task):
         raise AssistantError(f"no usable cases in {data or 'the bundled set'}")
-    s = settings_from(model, backend, base_url, None, None, None)
-    llm = load_model(s)
+    llm = load_model(settings)
     summaries = []
     for constrain in modes:
         rows = run_eval(

@@ -3,7 +3,7 @@
 Both share `ask`'s options (model, backend, search, index, …) and add `--concurrency N` (N questions at once
 where the backend can serve them: `--backend openai` against a server with parallel slots) and
 `--retry-errors`. A progress bar with rate and ETA shows on a terminal; piped, only warnings and a summary line
-go to stderr. The commands are registered in assistant/cli.py.
+go to stderr.
 
     assistant batch questions.csv -o answers.jsonl --search local --index wiki.db
     assistant eval /work/shared/data/triviaqa/wiki-dev300.jsonl --mode all --limit 50 --out runs/dev300
@@ -22,20 +22,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, ProgressColumn, TextCol
 from rich.progress import Progress as Bar
 from rich.text import Text
 
-from assistant.cli import (
-    BackendOpt,
-    BaseUrlOpt,
-    IndexOpt,
-    LangOpt,
-    MaxStepsOpt,
-    ModelOpt,
-    SearchOpt,
-    SearxOpt,
-    err,
-    fails_cleanly,
-    settings_from,
-)
+from assistant.cli_app import app, err, fails_cleanly, with_settings
 from assistant.errors import AssistantError
+from assistant.settings import Settings
 
 ConcurrencyOpt = Annotated[
     int, typer.Option("--concurrency", "-j", min=1, help="Questions at once (parallel only with --backend openai).")
@@ -101,29 +90,23 @@ def _interrupted(out: Path) -> typer.Exit:
     return typer.Exit(130)
 
 
+@app.command("batch")
 @fails_cleanly
+@with_settings()
 def batch(
     questions: Annotated[str, typer.Argument(help="JSONL, CSV (a 'question' column) or text file; - for stdin.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="JSONL file to append answers to; resumes if present.")],
+    settings: Settings,
     fmt: Annotated[str, typer.Option("--format", help="auto | jsonl | csv | text (auto: by name/content).")] = "auto",
     concurrency: ConcurrencyOpt = 1,
     retry_errors: RetryOpt = False,
-    model: ModelOpt = None,
-    backend: BackendOpt = None,
-    base_url: BaseUrlOpt = None,
-    search: SearchOpt = None,
-    index: IndexOpt = None,
-    searxng_url: SearxOpt = None,
-    max_steps: MaxStepsOpt = None,
-    lang: LangOpt = None,
 ) -> None:
     """Answer every question of a file, one JSON line per answer in OUT; run it again to resume."""
     from assistant.batch import PerThread, read_questions, run_batch, workers_for
     from assistant.resultlog import ResultLog
-    from assistant.routing import Router
     from assistant.runner import Assistant
 
-    s = settings_from(model, backend, base_url, search, index, searxng_url, max_steps=max_steps, lang=lang)
+    s = settings
     items = read_questions(questions, fmt)
     workers, note = workers_for(s, concurrency)
     if note:
@@ -136,7 +119,7 @@ def batch(
             log.drop(lambda row: bool(row.get("error")))
         skipped = sum(q.id in log.done for q in items)
         if skipped < len(items):
-            assistants: PerThread[Assistant] = PerThread(lambda: Router.from_settings(s))
+            assistants: PerThread[Assistant] = PerThread(lambda: Assistant.from_settings(s))
             assistants.spare.append(assistants.factory())  # load once up front: a bad model fails before any row
             try:
                 run_batch(items, log, assistants, concurrency=workers, progress=reporter)
@@ -148,30 +131,25 @@ def batch(
     err.print(done, soft_wrap=True, highlight=False)
 
 
+@app.command("eval")
 @fails_cleanly
+@with_settings()
 def eval_(
     dataset: Annotated[Path, typer.Argument(help="TriviaQA .json, or .jsonl of {question, answers|golden_answers}.")],
+    settings: Settings,
     mode: Annotated[str, typer.Option("--mode", help="closed | rag | search | both (closed+search) | all.")] = "both",
     limit: Annotated[int | None, typer.Option("--limit", "-n", min=1, help="Only this many questions.")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Pick --limit questions at random with this seed.")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for results and report.")] = None,
     concurrency: ConcurrencyOpt = 1,
     retry_errors: RetryOpt = False,
-    model: ModelOpt = None,
-    backend: BackendOpt = None,
-    base_url: BaseUrlOpt = None,
-    search: SearchOpt = None,
-    index: IndexOpt = None,
-    searxng_url: SearxOpt = None,
-    max_steps: MaxStepsOpt = None,
-    lang: LangOpt = None,
 ) -> None:
     """Score the assistant on a QA dataset (EM, F1, match) closed-book, as naive RAG and/or with its search loop."""
     from assistant.batch import PerThread, workers_for
     from assistant.evals.datasets import load_dataset
     from assistant.evals.report import markdown, write_report
     from assistant.evaluate import EvalRun, check_config, modes_for, run_config
-    from assistant.routing import Router
+    from assistant.runner import Assistant
 
     modes = modes_for(mode)
     task = load_dataset(dataset).select(limit, seed)
@@ -179,17 +157,17 @@ def eval_(
         _warn("warning", f"{dataset}: {problem}; skipped")
     if len(task.problems) > 5:
         _warn("warning", f"{dataset}: {len(task.problems) - 5} more lines skipped")
-    s = settings_from(model, backend, base_url, search, index, searxng_url, max_steps=max_steps, lang=lang)
+    s = settings
     if modes != ["closed"] and s.search_chain() in ([], ["none"]):
         raise AssistantError(f"--mode {mode} needs search — pass e.g. --search local --index DB.db, or --mode closed")
     out = out or Path("runs") / f"eval-{dataset.stem}"
     workers, note = workers_for(s, concurrency)
     if note:
         _warn("note", note)
-    assistant = Router.from_settings(s)
+    assistant = Assistant.from_settings(s)
     config = run_config(assistant, dataset)
     check_config(out, config)
-    run = EvalRun(task, modes, out, PerThread(lambda: Router.from_settings(s), [assistant]), workers, retry_errors)
+    run = EvalRun(task, modes, out, PerThread(lambda: Assistant.from_settings(s), [assistant]), workers, retry_errors)
     reporter = Reporter(err, "/".join(modes))
     try:
         rows = run.run(reporter)

@@ -1,0 +1,115 @@
+"""The `assistant` app's shared parts: the Typer app, the error edge, and the settings flags.
+
+Every field of `Settings` (but `routes`, a table, and `api_key`, which a command line would show in `ps`) is a
+flag of the commands that answer questions, derived here from the field's name, type and description, with its
+ASSISTANT_* variable shown in `--help`: `--context-tokens` is `context_tokens` is `ASSISTANT_CONTEXT_TOKENS`.
+Command modules (assistant/cli.py, cli_runs.py, cli_chat.py, cli_extract.py) import this one and register their
+commands on `app`; it imports none of them.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import typing
+from collections.abc import Callable, Collection
+from pathlib import Path
+from typing import Annotated, Any, TypeVar, cast
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from assistant.errors import AssistantError
+from assistant.settings import Settings, load_settings
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="A private assistant that searches, reads and answers with citations.",
+)
+err = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fails_cleanly(fn: F) -> F:
+    """Print an AssistantError as one line on stderr and exit 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except AssistantError as e:
+            err.print(f"[red]error:[/red] {e}", highlight=False)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+# How the flags are shown: short names, and the --help panel of each field (the rest go to "Search").
+_SHORT = {"model": "-m", "search": "-s"}
+_PANELS = {
+    "Model": ("model", "backend", "base_url", "n_ctx", "threads", "temperature", "max_tokens"),
+    "Answer": ("loop", "max_steps", "context_tokens"),
+    "Language": ("lang", "lang_threshold", "multilingual_model", "route_memory_mb"),
+}
+_NOT_FLAGS = ("routes", "api_key")
+MODEL_FLAGS = ("model", "backend", "base_url", "n_ctx", "threads")  # what a command that only generates needs
+
+
+def settings_from(**given: Any) -> Settings:
+    """Settings with the given flags (None: not given) on top of env, config file and defaults."""
+    from pydantic import ValidationError
+
+    try:
+        return load_settings(**given)
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise AssistantError(f"bad setting {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+
+
+def with_settings(only: Collection[str] | None = None) -> Callable[[F], F]:
+    """Give a command the settings flags (all, or `only` these) and call it with `settings=`, the Settings they
+    make; the command's own parameters stay as they are."""
+
+    def wrap(fn: F) -> F:
+        signature = inspect.signature(fn, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.name != "settings"]
+        names = [n for n in Settings.model_fields if n not in _NOT_FLAGS and (only is None or n in only)]
+        flags = [_flag(name) for name in names]
+
+        @functools.wraps(fn)
+        def command(**kwargs: Any) -> Any:
+            given = {name: kwargs.pop(name) for name in names}
+            return fn(settings=settings_from(**given), **kwargs)
+
+        # Typer reads the parameters from `__signature__`: the command's own, then the flags.
+        vars(command)["__signature__"] = signature.replace(parameters=[*own, *flags])
+        return cast(F, command)
+
+    return wrap
+
+
+def _flag(name: str) -> inspect.Parameter:
+    """The keyword parameter Typer turns into `--name`, from the Settings field of that name."""
+    field = Settings.model_fields[name]
+    kind = _cli_type(field.annotation)
+    names = [f"--{name.replace('_', '-')}", *([_SHORT[name]] if name in _SHORT else [])]
+    default = "" if field.default is None else f" [default: {field.default}]"
+    option = typer.Option(
+        *names,
+        help=escape(f"{field.description or name.replace('_', ' ')}.{default}"),  # Rich would eat "[default: …]"
+        envvar=f"ASSISTANT_{name.upper()}",
+        show_envvar=True,
+        show_default=False,
+        rich_help_panel=next((panel for panel, fields in _PANELS.items() if name in fields), "Search"),
+    )
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[kind, option])
+
+
+def _cli_type(annotation: Any) -> Any:
+    """The flag's type: the field's own, optional; a Literal's choices, and other types, as text that
+    Settings checks."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    inner = args[0] if args and typing.get_origin(annotation) is not typing.Literal else annotation
+    return inner | None if inner in (str, int, float, bool, Path) else str | None
