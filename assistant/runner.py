@@ -100,20 +100,9 @@ class Assistant:
             detection = Detection(route.language, 1.0, forced=True)
         spec, model, load, notes = self._model(route)
         chain = self._search(route.region) if search else None
+        # pages are ranked against the standalone query: a follow-up needs its context
+        ctx = self._context(standalone_query(question, history), chain, model) if chain else None
         s = self.settings
-        ctx = None
-        if chain is not None:
-            policy = FetchPolicy(allow_private=s.allow_private, timeout=s.fetch_timeout, max_bytes=s.fetch_max_bytes)
-            ctx = ToolContext(
-                standalone_query(question, history),  # pages are ranked against it: a follow-up needs context
-                chain,
-                policy,
-                model.count_tokens,
-                self.cache,
-                max_results=s.max_results,
-                read_pages=s.read_pages,
-                model=model,
-            )
         events = answer(
             question,
             model,
@@ -136,6 +125,35 @@ class Assistant:
                 event.route = route.record(detection.seconds * 1000)
                 event.notes += notes
             yield event
+
+    def baseline(self, question: str) -> Iterator[Event]:
+        """The plain baseline (assistant/baseline.py) with the default model and search: what `--mode plain`
+        measures every other mode against."""
+        from assistant.baseline import plain_answer
+
+        question = " ".join(question.split())
+        if self.search is None:
+            raise AssistantError("the plain baseline needs search — pass e.g. --search local --index DB.db")
+        load, self.load_seconds = self.load_seconds, 0.0
+        for event in plain_answer(question, self.model, self._context(question, self.search, self.model)):
+            if isinstance(event, Answer):
+                event.timings["load"] = round(load, 3)
+            yield event
+
+    def _context(self, question: str, chain: SearchBackend, model: ModelBackend) -> ToolContext:
+        """What the tools of one question work within."""
+        s = self.settings
+        policy = FetchPolicy(allow_private=s.allow_private, timeout=s.fetch_timeout, max_bytes=s.fetch_max_bytes)
+        return ToolContext(
+            question,
+            chain,
+            policy,
+            model.count_tokens,
+            self.cache,
+            max_results=s.max_results,
+            read_pages=s.read_pages,
+            model=model,
+        )
 
     def _model(self, route: Route) -> tuple[ModelSpec, ModelBackend, float, list[str]]:
         """The route's model, the seconds its load took now, and notes (a fallback, models released)."""

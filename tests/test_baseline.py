@@ -1,0 +1,57 @@
+"""The plain baseline (`assistant eval --mode plain`): the exact prompt it sends, what it keeps of the reply,
+and its rows, with a scripted model and a real local index."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from assistant.baseline import first_line
+from assistant.events import Answer
+from assistant.runner import Assistant
+from assistant.search.local import LocalIndex
+from assistant.settings import load_settings
+
+QUESTION = "Which river joins the Ouse at Trent Falls?"  # five hits in tests/data: three are shown
+SYSTEM = (
+    "You answer trivia questions using the provided search results. Reply with only the short answer (a few words), "
+    "no explanation, no full sentence."
+)
+
+
+def test_plain_sends_the_baseline_prompt_with_the_top_three_passages(fake_model, index: Path):
+    assistant = Assistant.from_settings(load_settings(search="local", index=index, lang="en"), model=fake_model)
+    fake_model.enqueue("Answer: River Trent.\nThe Trent joins the Ouse at Trent Falls [1].")
+    events = list(assistant.baseline(QUESTION))
+    ((messages, options),) = fake_model.history
+    top = LocalIndex(index).search(QUESTION, max_results=3)
+    results = "\n\n".join(f"[{i}] {r.title}: {r.text}" for i, r in enumerate(top, 1))
+    assert [m.role for m in messages] == ["system", "user"]
+    assert messages[0].content == SYSTEM
+    assert messages[1].content == (
+        f"Search results:\n{results}\n\nQuestion: {QUESTION}\nReply with only the short answer (a few words)."
+    )
+    assert (options.max_tokens, options.temperature, options.tools) == (48, 0.0, [])
+    final = events[-1]
+    assert isinstance(final, Answer)
+    assert (final.short_answer, final.answer, final.sources, final.shown) == (
+        "River Trent",
+        "River Trent",
+        [],
+        [1, 2, 3],
+    )
+    assert len(LocalIndex(index).search(QUESTION, max_results=5)) == 5, "the search found more than the three shown"
+
+
+@pytest.mark.parametrize(
+    ("reply", "kept"),
+    [
+        ("\n\n  Answer: St. Petersburg.\nBecause…", "St. Petersburg"),
+        ("Henry J. Kaiser", "Henry J. Kaiser"),
+        ("answer:Bogotá...", "Bogotá"),
+        ("", ""),
+    ],
+)
+def test_the_first_non_empty_line_is_kept_without_answer_and_trailing_periods(reply: str, kept: str):
+    assert first_line(reply) == kept
