@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from assistant.errors import SearchError
+from assistant.passages import cap_words
 from assistant.tools.context import Passage, ToolContext, ToolRetry
 from assistant.tools.fetch_page import read_passages
 
@@ -25,7 +26,7 @@ def web_search(ctx: ToolContext, query: str) -> list[Passage]:
     ctx.known_urls.update(r.url for r in results if r.url)
     for r in results:
         if r.text:  # the local index returns whole passages: nothing to read
-            passages.append(Passage(r.id, r.title, r.url, r.text, r.snippet or r.text[:200]))
+            passages.append(Passage(r.id, r.title, r.url, cap_words(r.text), r.snippet or r.text[:200]))
             continue
         if r.url and pages_read < ctx.read_pages and ctx.fetches < ctx.max_fetches:
             pages_read += 1

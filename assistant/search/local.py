@@ -7,6 +7,9 @@ Build one from `{id, title, text, url?}` records (or FlashRAG's `{id, contents}`
 
 then `LocalIndex(Path('index.db')).search('who painted the night watch')`. User text never reaches FTS5 as
 syntax: it is split into words, stop words dropped, each word quoted, and the words OR-ed.
+
+A record that is already passage-sized is stored as it came; a longer document is split into ~100-word passages
+`ID#0`, `ID#1`, … that keep its title, url and, in `doc_id`, its id.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from assistant.errors import AssistantError, SearchError
+from assistant.passages import document_passages
 from assistant.search.base import SearchResult
 
 SNIPPET_CHARS = 200
@@ -34,8 +38,9 @@ _STOP = """a about an and are as at be been but by can could did do does for fro
 STOP_WORDS = frozenset(_STOP.split())
 
 _SCHEMA = """
-CREATE TABLE docs (rowid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, title TEXT NOT NULL,
+CREATE TABLE docs (rowid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, doc_id TEXT NOT NULL, title TEXT NOT NULL,
                    text TEXT NOT NULL, url TEXT NOT NULL DEFAULT '');
+CREATE INDEX docs_doc_id ON docs (doc_id);
 CREATE VIRTUAL TABLE docs_fts USING fts5(title, text, content='docs', content_rowid='rowid',
                                          tokenize='unicode61 remove_diacritics 2');
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -44,21 +49,26 @@ CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 @dataclass
 class BuildReport:
-    """What `build_index` did: passages written, and one `file:line: problem` string per skipped line."""
+    """What `build_index` did: passages written (from how many documents), and one `file:line: problem` string
+    per skipped line."""
 
     out: Path
     count: int
     problems: list[str] = field(default_factory=list)
+    documents: int = 0
 
     def __int__(self) -> int:
         return self.count
 
     def __str__(self) -> str:
+        done = f"{self.count} passages indexed"
+        if self.documents and self.documents != self.count:
+            done += f" from {self.documents} documents"
         if not self.problems:
-            return f"{self.count} passages indexed"
+            return done
         shown = "; ".join(self.problems[:5])
         more = f"; and {len(self.problems) - 5} more" if len(self.problems) > 5 else ""
-        return f"{self.count} passages indexed, {len(self.problems)} lines skipped: {shown}{more}"
+        return f"{done}, {len(self.problems)} lines skipped: {shown}{more}"
 
 
 def _record(raw: str) -> tuple[str, str, str, str]:
@@ -104,6 +114,14 @@ def _records(paths: list[Path], problems: list[str]) -> Iterator[tuple[str, str,
                 yield (f"{p}:{lineno}", *record)
 
 
+def _passage_rows(rid: str, title: str, text: str, url: str) -> list[tuple[str, str, str, str, str]]:
+    """(id, doc_id, title, text, url) rows of one document: itself if passage-sized, else `rid#0`, `rid#1`, …"""
+    pieces = document_passages(text)
+    if len(pieces) == 1:
+        return [(rid, rid, title, pieces[0], url)]
+    return [(f"{rid}#{k}", rid, title, piece, url) for k, piece in enumerate(pieces)]
+
+
 def build_index(paths: list[Path], out: Path) -> BuildReport:
     """Index JSONL passages into a new SQLite file at `out`, replacing any old one; bad lines are reported."""
     for p in paths:
@@ -115,21 +133,24 @@ def build_index(paths: list[Path], out: Path) -> BuildReport:
     os.close(fd)
     tmp = Path(tmp_name)
     problems: list[str] = []
-    count = 0
+    count = documents = 0
     try:
         con = sqlite3.connect(tmp)
         try:
             con.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;" + _SCHEMA)
             with con:
                 for where, rid, title, text, url in _records(paths, problems):
-                    cur = con.execute(
-                        "INSERT OR IGNORE INTO docs (id, title, text, url) VALUES (?, ?, ?, ?)",
-                        (rid, title, text, url),
-                    )
-                    if cur.rowcount == 0:
+                    if con.execute("SELECT 1 FROM docs WHERE doc_id = ? OR id = ?", (rid, rid)).fetchone():
                         problems.append(f"{where}: duplicate id {rid!r} (kept the first)")
-                    else:
-                        count += 1
+                        continue
+                    documents += 1
+                    for row in _passage_rows(rid, title, text, url):
+                        cur = con.execute(
+                            "INSERT OR IGNORE INTO docs (id, doc_id, title, text, url) VALUES (?, ?, ?, ?, ?)", row
+                        )
+                        if cur.rowcount == 0:
+                            problems.append(f"{where}: passage id {row[0]!r} is taken by an earlier record (kept it)")
+                        count += cur.rowcount
                 if count == 0:
                     shown = "; ".join(problems[:3]) or "the files are empty"
                     raise AssistantError(f"no passages to index in {', '.join(map(str, paths))}: {shown}")
@@ -139,6 +160,7 @@ def build_index(paths: list[Path], out: Path) -> BuildReport:
                     "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                     "sources": json.dumps([str(Path(p).resolve()) for p in paths]),
                     "count": str(count),
+                    "documents": str(documents),
                 }
                 con.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", meta.items())
         finally:
@@ -147,7 +169,7 @@ def build_index(paths: list[Path], out: Path) -> BuildReport:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return BuildReport(out=out, count=count, problems=problems)
+    return BuildReport(out=out, count=count, problems=problems, documents=documents)
 
 
 def query_terms(query: str) -> list[str]:
