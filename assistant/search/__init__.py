@@ -132,7 +132,9 @@ def make_search(settings: Settings, cache: Cache | None = None) -> FallbackSearc
         elif name == "local":
             path = settings.index_path()
             if path.is_file():
-                backends.append(LocalIndex(path))
+                index = LocalIndex(path)
+                index.check()  # an outdated index stops the run here, not once per question of a batch
+                backends.append(index)
             else:
                 notes.append(
                     f"local skipped: index not found: {path} — build one with "

@@ -9,7 +9,9 @@ then `LocalIndex(Path('index.db')).search('who painted the night watch')`. User 
 syntax: it is split into words, stop words dropped, each word quoted, and the words OR-ed.
 
 A record that is already passage-sized is stored as it came; a longer document is split into ~100-word passages
-`ID#0`, `ID#1`, … that keep its title, url and, in `doc_id`, its id.
+`ID#0`, `ID#1`, … that keep its title, url and, in `doc_id`, its id. The file carries its layout's number
+(`PRAGMA user_version`, `SCHEMA_VERSION`): an older file is refused with the command that upgrades it
+(`assistant index migrate INDEX.db`, i.e. `migrate_index`), a newer one with a request to upgrade the program.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from assistant.errors import AssistantError, SearchError
-from assistant.passages import document_passages
+from assistant.passages import WHOLE_PASSAGE_WORDS, document_passages
 from assistant.search.base import SearchResult
 
 SNIPPET_CHARS = 200
@@ -37,7 +39,10 @@ _STOP = """a about an and are as at be been but by can could did do does for fro
     this those to was we were what when where which who whom whose why will with would you your s t"""
 STOP_WORDS = frozenset(_STOP.split())
 
-_SCHEMA = """
+# Schema 0 (no user_version) stored each record whole; 1 splits long documents into passages with a doc_id.
+SCHEMA_VERSION = 1
+_SCHEMA = f"""
+PRAGMA user_version = {SCHEMA_VERSION};
 CREATE TABLE docs (rowid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, doc_id TEXT NOT NULL, title TEXT NOT NULL,
                    text TEXT NOT NULL, url TEXT NOT NULL DEFAULT '');
 CREATE INDEX docs_doc_id ON docs (doc_id);
@@ -172,6 +177,98 @@ def build_index(paths: list[Path], out: Path) -> BuildReport:
     return BuildReport(out=out, count=count, problems=problems, documents=documents)
 
 
+def _schema_version(con: sqlite3.Connection, path: Path) -> int:
+    """The index layout `con` holds (`PRAGMA user_version`); SearchError if it is not a search index at all."""
+    try:
+        con.execute("SELECT 1 FROM docs_fts LIMIT 1").fetchall()
+        return int(con.execute("PRAGMA user_version").fetchone()[0])
+    except sqlite3.DatabaseError as e:
+        raise SearchError(
+            f"not a search index: {path} ({e}) — rebuild it with `assistant index build FILE.jsonl --out {path}`"
+        ) from None
+
+
+def _version_problem(path: Path, version: int) -> str:
+    rebuild = f"`assistant index build FILE.jsonl --out {path}`"
+    if version > SCHEMA_VERSION:
+        return (
+            f"{path} was built by a newer search-assistant (index schema {version}; this one reads {SCHEMA_VERSION})"
+            f" — upgrade with `pip install -U search-assistant`, or rebuild it with {rebuild}"
+        )
+    return (
+        f"{path} is an index of an older layout (schema {version}; this version reads {SCHEMA_VERSION}) — "
+        f"upgrade it in place with `assistant index migrate {path}`, or rebuild it with {rebuild}"
+    )
+
+
+def _split_documents(con: sqlite3.Connection) -> int:
+    """Schema 0 → 1: add `doc_id`, and split each record longer than a passage into passages; how many were."""
+    con.execute("ALTER TABLE docs ADD COLUMN doc_id TEXT NOT NULL DEFAULT ''")
+    con.execute("UPDATE docs SET doc_id = id")
+    con.execute("CREATE INDEX docs_doc_id ON docs (doc_id)")
+    last = con.execute("SELECT coalesce(max(rowid), 0) FROM docs").fetchone()[0]
+    split = done = 0
+    # Rows come in batches by rowid; a text of 2W characters or fewer cannot hold more than W words.
+    sql = "SELECT rowid, id, title, text, url FROM docs WHERE rowid > ? AND rowid <= ? AND length(text) > ? "
+    while batch := con.execute(sql + "ORDER BY rowid LIMIT 1000", (done, last, 2 * WHOLE_PASSAGE_WORDS)).fetchall():
+        done = batch[-1][0]
+        for rowid, rid, title, text, url in batch:
+            rows = _passage_rows(rid, title, text, url)
+            if len(rows) == 1:
+                continue
+            con.execute(
+                "INSERT INTO docs_fts (docs_fts, rowid, title, text) VALUES ('delete', ?, ?, ?)", (rowid, title, text)
+            )
+            con.execute("DELETE FROM docs WHERE rowid = ?", (rowid,))
+            for row in rows:
+                cur = con.execute("INSERT INTO docs (id, doc_id, title, text, url) VALUES (?, ?, ?, ?, ?)", row)
+                con.execute(
+                    "INSERT INTO docs_fts (rowid, title, text) VALUES (?, ?, ?)", (cur.lastrowid, row[2], row[3])
+                )
+            split += 1
+    return split
+
+
+_MIGRATIONS = {0: _split_documents}  # schema N → N+1; each runs inside migrate_index's one transaction
+
+
+def migrate_index(path: Path) -> str:
+    """Upgrade an index of an older schema to `SCHEMA_VERSION` in place, in one transaction: all or nothing."""
+    path = Path(path).expanduser()
+    rebuild = f"`assistant index build FILE.jsonl --out {path}`"
+    if not path.is_file():
+        raise AssistantError(f"index not found: {path} — build one with {rebuild}")
+    con = sqlite3.connect(path, isolation_level=None)  # transactions by hand: DDL must not commit on its own
+    try:
+        version = _schema_version(con, path)
+        if version == SCHEMA_VERSION:
+            return f"{path} is already at index schema {SCHEMA_VERSION}: nothing to do"
+        if version > SCHEMA_VERSION:
+            raise AssistantError(_version_problem(path, version))
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            split = sum(_MIGRATIONS[v](con) for v in range(version, SCHEMA_VERSION))
+            count = con.execute("SELECT count(*) FROM docs").fetchone()[0]
+            meta = {"count": str(count), "migrated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            con.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", meta.items())
+            con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            con.execute("COMMIT")
+        except BaseException as e:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            if isinstance(e, sqlite3.Error):
+                raise AssistantError(
+                    f"could not migrate {path}: {e} — it is unchanged; rebuild it with {rebuild}"
+                ) from None
+            raise
+    finally:
+        con.close()
+    return (
+        f"{path}: migrated from index schema {version} to {SCHEMA_VERSION} "
+        f"(records split into passages: {split}; passages now: {count})"
+    )
+
+
 def query_terms(query: str) -> list[str]:
     """The words of `query` that are searched for: lower-cased, de-duplicated, stop words dropped."""
     words = list(dict.fromkeys(re.findall(r"\w+", query.lower())))
@@ -211,15 +308,20 @@ class LocalIndex:
                 )
             con = sqlite3.connect(self.path.resolve().as_uri() + "?mode=ro", uri=True, check_same_thread=False)
             try:
-                con.execute("SELECT 1 FROM docs_fts LIMIT 1").fetchall()
-            except sqlite3.DatabaseError as e:
+                version = _schema_version(con, self.path)
+            except SearchError:
                 con.close()
-                raise SearchError(
-                    f"not a search index: {self.path} ({e}) — rebuild it with "
-                    f"`assistant index build FILE.jsonl --out {self.path}`"
-                ) from None
+                raise
+            if version != SCHEMA_VERSION:
+                con.close()
+                # Not a SearchError: no fallback backend should hide an index that needs the user's hand.
+                raise AssistantError(_version_problem(self.path, version))
             self._con = con
         return self._con
+
+    def check(self) -> None:
+        """Open the index now, so a missing, foreign or outdated file fails before a run rather than in it."""
+        self._db()
 
     def _result(self, row: tuple[str, str, str, str]) -> SearchResult:
         rid, title, text, url = row
