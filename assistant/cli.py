@@ -101,6 +101,15 @@ def index_build(
     typer.echo(f"{report} → {out}")
 
 
+@index_app.command("migrate")
+@fails_cleanly
+def index_migrate(index: Annotated[Path, typer.Argument(help="The index file to upgrade in place.")]) -> None:
+    """Upgrade an index built by an older version to this version's layout, in place."""
+    from assistant.search.local import migrate_index
+
+    typer.echo(migrate_index(index))
+
+
 @index_app.command("search")
 @fails_cleanly
 @with_settings(only=("index",))

@@ -6,6 +6,9 @@ The loop reads a page, keeps only the passages that answer the question, and sto
     passages = split_passages(page.text)
     ranked = [passages[i] for score, i in rank_passages("when was the tower built", passages) if score > 0]
     chosen = select_within_budget(ranked, budget_tokens=800)
+
+A local index stores documents the same way (`document_passages`), and no one source may cost more than its
+share of the prompt (`cap_words`, `cap_tokens`: the cut is marked, never silent).
 """
 
 from __future__ import annotations
@@ -36,13 +39,19 @@ _STOP = """a about above after again against all am an and any are as at be beca
     s t don"""
 STOP_WORDS = frozenset(_STOP.split())
 
+PASSAGE_WORDS = 100  # the size split_passages aims at
+# A text up to this long is one passage already and is kept as it came; the TriviaQA and Wikipedia passage
+# files the evaluations index are 31-103 words a record, so chunking leaves their ids and texts unchanged.
+WHOLE_PASSAGE_WORDS = 150
+_WORD = re.compile(r"\S+")
+
 
 def tokenize(text: str) -> list[str]:
     """Lower-cased word tokens (Unicode letters and digits; one token per CJK character)."""
     return _TOKEN.findall(unicodedata.normalize("NFKC", text).casefold())
 
 
-def split_passages(text: str, max_words: int = 100) -> list[str]:
+def split_passages(text: str, max_words: int = PASSAGE_WORDS) -> list[str]:
     """Split text into passages of at most ~max_words words, on paragraph then sentence boundaries."""
     chunks: list[str] = []
     pending: list[str] = []  # short paragraphs packed together, joined by newlines
@@ -63,6 +72,11 @@ def split_passages(text: str, max_words: int = 100) -> list[str]:
     if pending:
         chunks.append("\n".join(pending))
     return chunks
+
+
+def document_passages(text: str) -> list[str]:
+    """A document as passages: itself, unchanged, if it is passage-sized; else `split_passages` of it."""
+    return [text] if len(text.split()) <= WHOLE_PASSAGE_WORDS else split_passages(text)
 
 
 def _pack_sentences(paragraph: str, max_words: int) -> list[str]:
@@ -111,6 +125,31 @@ def rank_passages(query: str, passages: list[str], k1: float = 1.5, b: float = 0
 def approx_tokens(text: str) -> int:
     """Rough token count without a tokenizer: 1.3 per word plus one per punctuation mark."""
     return math.ceil(round(len(_TOKEN.findall(text)) * 1.3, 6) + len(_PUNCT.findall(text)))
+
+
+def cap_words(text: str, max_words: int = WHOLE_PASSAGE_WORDS) -> str:
+    """`text` cut after `max_words` words, ending in a marker that says how much was left out."""
+    return _cut(text, max_words) if len(text.split()) > max_words else text
+
+
+def cap_tokens(text: str, max_tokens: int, count_tokens: Callable[[str], int] = approx_tokens) -> str:
+    """`text` cut after as many words as fit `max_tokens` (marker included, counted by `count_tokens`)."""
+    if count_tokens(text) <= max_tokens:
+        return text
+    low, high = 0, min(len(text.split()) - 1, max(max_tokens, 0))  # a word costs a token or more
+    while low < high:
+        mid = (low + high + 1) // 2
+        if count_tokens(_cut(text, mid)) <= max_tokens:
+            low = mid
+        else:
+            high = mid - 1
+    return _cut(text, low)
+
+
+def _cut(text: str, words: int) -> str:
+    spans = [m.end() for m in _WORD.finditer(text)]
+    kept = text[: spans[words - 1]] if words else ""
+    return f"{kept} … [truncated: {len(spans) - words} more words]".lstrip()
 
 
 def select_within_budget(

@@ -16,6 +16,7 @@ from typing import Any
 
 from assistant.events import Answer, Event, Source, ToolCalled, ToolReturned
 from assistant.models.base import Completion, Usage
+from assistant.passages import cap_tokens
 from assistant.prompting import ParsedAnswer, attribute
 from assistant.tools import Tool, ToolContext, ToolResult, ToolRetry
 
@@ -119,7 +120,9 @@ class RunState:
         chosen: list[Source] = []
         used = 0
         for s in sorted(self.sources, key=lambda s: (-self.rank[s.n][0], self.rank[s.n][1])):
-            cost = count(f"[{s.n}] {s.title}: {s.text}")
+            head = f"[{s.n}] {s.title}: "
+            s = replace(s, text=cap_tokens(s.text, budget - count(head), count))  # none costs more than the budget
+            cost = count(head + s.text)
             if used + cost > budget and chosen:
                 continue
             chosen.append(s)

@@ -73,6 +73,28 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+LONG_DOCUMENT_WORDS = 3000
+
+
+@pytest.fixture
+def long_document(tmp_path: Path) -> Path:
+    """A JSONL file of one 3,000-word document (id "chronicle", 50 paragraphs) and one short passage."""
+    import json
+
+    paragraphs = [
+        " ".join(f"Harbour {k} of the Zanzibar chronicle kept ship log {k}.{i} for spice." for i in range(5))
+        for k in range(LONG_DOCUMENT_WORDS // 60)
+    ]
+    rows = [
+        {"id": "chronicle", "title": "Zanzibar Chronicle", "text": "\n\n".join(paragraphs)},
+        {"id": "note", "title": "Spice  note", "text": "Cloves   came to  Zanzibar\nfrom the Moluccas."},
+    ]
+    assert len(rows[0]["text"].split()) == LONG_DOCUMENT_WORDS
+    src = tmp_path / "long.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return src
+
+
 def restore_sigint() -> None:
     """A child's `preexec_fn`: Ctrl-C back to its default. A shell that starts the tests in the background
     ignores SIGINT, children inherit that, and Python then never raises KeyboardInterrupt."""

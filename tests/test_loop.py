@@ -259,3 +259,18 @@ def test_the_same_passage_found_twice_is_one_source(fake_model):
     run(fake_model, search, multi=False)
     prompt = fake_model.history[0][0][1].content
     assert "[1] The Night Watch" in prompt and "[2] Rijksmuseum" in prompt and "Mirror" not in prompt
+
+
+def test_a_long_local_document_does_not_overflow_the_context(tmp_path, fake_model, long_document):
+    from assistant.search.local import LocalIndex, build_index
+
+    build_index([long_document], tmp_path / "i.db")
+    fake_model.context_length = 2048
+    fake_model.enqueue("Answer: spice [1]")
+    question = "What did the Zanzibar chronicle harbour logs record?"
+    ctx = ToolContext(question, LocalIndex(tmp_path / "i.db"), FetchPolicy(), fake_model.count_tokens)
+    a = final(list(answer(question, fake_model, ctx, default_tools(), max_steps=1, context_tokens=600)))
+    ((messages, options),) = fake_model.history
+    prompt = sum(fake_model.count_tokens(m.content) for m in messages)
+    assert prompt + options.max_tokens <= fake_model.context_length, f"a {prompt}-token prompt overflows"
+    assert a.shown and a.sources[0].id.startswith("chronicle#")

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from assistant.passages import approx_tokens, rank_passages, select_within_budget, split_passages, tokenize
+from assistant.passages import (
+    WHOLE_PASSAGE_WORDS,
+    approx_tokens,
+    cap_tokens,
+    cap_words,
+    document_passages,
+    rank_passages,
+    select_within_budget,
+    split_passages,
+    tokenize,
+)
 
 
 def words(n: int, word: str = "word") -> str:
@@ -106,3 +116,26 @@ def test_select_within_budget_with_default_estimate_and_key():
     results = [("best", words(50)), ("second", words(50)), ("third", words(10))]
     chosen = select_within_budget(results, budget_tokens=80, key=lambda r: r[1])
     assert [name for name, _ in chosen] == ["best", "third"]  # 65 + 13 tokens; the second would overflow
+
+
+def test_a_passage_sized_document_is_kept_exactly_and_a_longer_one_is_split():
+    short = "Cloves   came to Zanzibar.\n" + words(WHOLE_PASSAGE_WORDS - 4)
+    assert document_passages(short) == [short]
+    long = words(WHOLE_PASSAGE_WORDS + 1) + "."
+    assert document_passages(long) == split_passages(long) and len(document_passages(long)) == 2
+
+
+def test_cap_words_cuts_with_a_visible_marker_and_keeps_the_text_before_the_cut():
+    text = "one two\nthree   four five"
+    assert cap_words(text, 5) == text
+    assert cap_words(text, 3) == "one two\nthree … [truncated: 2 more words]"
+
+
+def test_cap_tokens_fits_the_budget_marker_included():
+    count = lambda t: len(t.split())  # noqa: E731
+    text = words(1000)
+    # as many words as fit beside the five-token marker, not fewer
+    assert cap_tokens(text, 50, count) == words(45) + " … [truncated: 955 more words]"
+    assert cap_tokens(text, 3, count) == "… [truncated: 1000 more words]", "nothing fits: only the marker"
+    assert cap_tokens("short text", 50, count) == "short text"
+    assert approx_tokens(cap_tokens(words(500), 100)) <= 100

@@ -218,3 +218,25 @@ def test_a_file_that_is_not_an_index_is_a_search_error(tmp_path):
     junk.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(SearchError, match="not a search index"):
         LocalIndex(junk).count()
+
+
+def test_a_long_document_is_indexed_as_passages_that_keep_its_id_and_title(tmp_path, long_document):
+    build_index([long_document], tmp_path / "i.db")
+    idx = LocalIndex(tmp_path / "i.db")
+    results = idx.search("Zanzibar chronicle harbour", max_results=5)
+    assert len(results) == 5
+    for r in results:
+        assert r.id.startswith("chronicle#") and r.title == "Zanzibar Chronicle"
+        assert 0 < len(r.text.split()) <= 100, r.id
+    assert idx.get("chronicle#0").text.startswith("Harbour 0 of the Zanzibar chronicle")
+    # a record that is already passage-sized is stored as it came: same id, same text, spaces and all
+    assert idx.get("note").text == "Cloves   came to  Zanzibar\nfrom the Moluccas."
+
+
+def test_passage_sized_records_are_stored_unchanged(index):
+    """The evaluation indexes hold ~100-word passages: chunking must leave every id and text as it was."""
+    import unicodedata
+
+    for line in (DATA / "passages.jsonl").read_text(encoding="utf-8").splitlines():
+        rec = json.loads(line)
+        assert index.get(rec["id"]).text == unicodedata.normalize("NFC", rec["text"])

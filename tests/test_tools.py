@@ -129,3 +129,11 @@ def test_schema_is_derived_from_the_signature():
     assert spec["parameters"]["properties"]["limit"] == {"type": "integer", "default": 3}
     with pytest.raises(ToolRetry, match="limit"):
         tool(lookup)(None, {"word": "x", "limit": "many"})  # type: ignore[arg-type]
+
+
+def test_web_search_caps_a_whole_document_a_backend_returns():
+    whole = " ".join(f"word{i}" for i in range(3000))  # an index built before chunking returns documents whole
+    search = ListSearch(table={"Who painted The Night Watch?": [SearchResult("doc", "Doc", "", "", whole)]})
+    (p,) = default_tools()["web_search"](ctx_for(search), {"query": "Who painted The Night Watch?"}).passages
+    assert p.id == "doc" and p.text.startswith("word0 word1 ")
+    assert len(p.text.split()) < 200 and "[truncated" in p.text

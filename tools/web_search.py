@@ -6,6 +6,7 @@ from collections.abc import Generator
 
 from assistant.errors import SearchError
 from assistant.events import PageRead
+from assistant.passages import cap_words
 from assistant.search import search_outcome
 from assistant.tools.context import Passage, ToolContext, ToolResult, ToolRetry
 from assistant.tools.fetch_page import read_passages
@@ -27,7 +28,7 @@ def web_search(ctx: ToolContext, query: str) -> Generator[PageRead, None, ToolRe
     tried = 0  # pages this search tried to read, from the cache or the network
     for r in outcome.results:
         if r.text:  # the local index returns whole passages: nothing to read
-            result.passages.append(Passage(r.id, r.title, r.url, r.text, r.snippet or r.text[:200]))
+            result.passages.append(Passage(r.id, r.title, r.url, cap_words(r.text), r.snippet or r.text[:200]))
             continue
         if r.url and tried < ctx.read_pages and result.pages_read < ctx.fetches_left:
             tried += 1

@@ -147,7 +147,9 @@ def _local(settings: Settings) -> SearchBackend:
         raise Unavailable(
             f"local skipped: index not found: {path} — build one with `assistant index build FILE.jsonl --out {path}`"
         )
-    return LocalIndex(path)
+    index = LocalIndex(path)
+    index.check()  # an outdated index stops the run here, not once per question of a batch
+    return index
 
 
 BUILT_IN: dict[str, Factory] = {"ddgs": _ddgs, "searxng": _searxng, "local": _local}

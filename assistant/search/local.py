@@ -7,6 +7,11 @@ Build one from `{id, title, text, url?}` records (or FlashRAG's `{id, contents}`
 
 then `LocalIndex(Path('index.db')).search('who painted the night watch')`. User text never reaches FTS5 as
 syntax: it is split into words, stop words dropped, each word quoted, and the words OR-ed.
+
+A record that is already passage-sized is stored as it came; a longer document is split into ~100-word passages
+`ID#0`, `ID#1`, … that keep its title, url and, in `doc_id`, its id. The file carries its layout's number
+(`PRAGMA user_version`, `SCHEMA_VERSION`): an older file is refused with the command that upgrades it
+(`assistant index migrate INDEX.db`, i.e. `migrate_index`), a newer one with a request to upgrade the program.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from assistant.errors import AssistantError, SearchError
+from assistant.passages import WHOLE_PASSAGE_WORDS, document_passages
 from assistant.search.base import SearchResult
 
 SNIPPET_CHARS = 200
@@ -33,9 +39,13 @@ _STOP = """a about an and are as at be been but by can could did do does for fro
     this those to was we were what when where which who whom whose why will with would you your s t"""
 STOP_WORDS = frozenset(_STOP.split())
 
-_SCHEMA = """
-CREATE TABLE docs (rowid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, title TEXT NOT NULL,
+# Schema 0 (no user_version) stored each record whole; 1 splits long documents into passages with a doc_id.
+SCHEMA_VERSION = 1
+_SCHEMA = f"""
+PRAGMA user_version = {SCHEMA_VERSION};
+CREATE TABLE docs (rowid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, doc_id TEXT NOT NULL, title TEXT NOT NULL,
                    text TEXT NOT NULL, url TEXT NOT NULL DEFAULT '');
+CREATE INDEX docs_doc_id ON docs (doc_id);
 CREATE VIRTUAL TABLE docs_fts USING fts5(title, text, content='docs', content_rowid='rowid',
                                          tokenize='unicode61 remove_diacritics 2');
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -44,21 +54,26 @@ CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 @dataclass
 class BuildReport:
-    """What `build_index` did: passages written, and one `file:line: problem` string per skipped line."""
+    """What `build_index` did: passages written (from how many documents), and one `file:line: problem` string
+    per skipped line."""
 
     out: Path
     count: int
     problems: list[str] = field(default_factory=list)
+    documents: int = 0
 
     def __int__(self) -> int:
         return self.count
 
     def __str__(self) -> str:
+        done = f"{self.count} passages indexed"
+        if self.documents and self.documents != self.count:
+            done += f" from {self.documents} documents"
         if not self.problems:
-            return f"{self.count} passages indexed"
+            return done
         shown = "; ".join(self.problems[:5])
         more = f"; and {len(self.problems) - 5} more" if len(self.problems) > 5 else ""
-        return f"{self.count} passages indexed, {len(self.problems)} lines skipped: {shown}{more}"
+        return f"{done}, {len(self.problems)} lines skipped: {shown}{more}"
 
 
 def _record(raw: str) -> tuple[str, str, str, str]:
@@ -104,6 +119,14 @@ def _records(paths: list[Path], problems: list[str]) -> Iterator[tuple[str, str,
                 yield (f"{p}:{lineno}", *record)
 
 
+def _passage_rows(rid: str, title: str, text: str, url: str) -> list[tuple[str, str, str, str, str]]:
+    """(id, doc_id, title, text, url) rows of one document: itself if passage-sized, else `rid#0`, `rid#1`, …"""
+    pieces = document_passages(text)
+    if len(pieces) == 1:
+        return [(rid, rid, title, pieces[0], url)]
+    return [(f"{rid}#{k}", rid, title, piece, url) for k, piece in enumerate(pieces)]
+
+
 def build_index(paths: list[Path], out: Path) -> BuildReport:
     """Index JSONL passages into a new SQLite file at `out`, replacing any old one; bad lines are reported."""
     for p in paths:
@@ -115,21 +138,24 @@ def build_index(paths: list[Path], out: Path) -> BuildReport:
     os.close(fd)
     tmp = Path(tmp_name)
     problems: list[str] = []
-    count = 0
+    count = documents = 0
     try:
         con = sqlite3.connect(tmp)
         try:
             con.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;" + _SCHEMA)
             with con:
                 for where, rid, title, text, url in _records(paths, problems):
-                    cur = con.execute(
-                        "INSERT OR IGNORE INTO docs (id, title, text, url) VALUES (?, ?, ?, ?)",
-                        (rid, title, text, url),
-                    )
-                    if cur.rowcount == 0:
+                    if con.execute("SELECT 1 FROM docs WHERE doc_id = ? OR id = ?", (rid, rid)).fetchone():
                         problems.append(f"{where}: duplicate id {rid!r} (kept the first)")
-                    else:
-                        count += 1
+                        continue
+                    documents += 1
+                    for row in _passage_rows(rid, title, text, url):
+                        cur = con.execute(
+                            "INSERT OR IGNORE INTO docs (id, doc_id, title, text, url) VALUES (?, ?, ?, ?, ?)", row
+                        )
+                        if cur.rowcount == 0:
+                            problems.append(f"{where}: passage id {row[0]!r} is taken by an earlier record (kept it)")
+                        count += cur.rowcount
                 if count == 0:
                     shown = "; ".join(problems[:3]) or "the files are empty"
                     raise AssistantError(f"no passages to index in {', '.join(map(str, paths))}: {shown}")
@@ -139,6 +165,7 @@ def build_index(paths: list[Path], out: Path) -> BuildReport:
                     "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                     "sources": json.dumps([str(Path(p).resolve()) for p in paths]),
                     "count": str(count),
+                    "documents": str(documents),
                 }
                 con.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", meta.items())
         finally:
@@ -147,7 +174,99 @@ def build_index(paths: list[Path], out: Path) -> BuildReport:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return BuildReport(out=out, count=count, problems=problems)
+    return BuildReport(out=out, count=count, problems=problems, documents=documents)
+
+
+def _schema_version(con: sqlite3.Connection, path: Path) -> int:
+    """The index layout `con` holds (`PRAGMA user_version`); SearchError if it is not a search index at all."""
+    try:
+        con.execute("SELECT 1 FROM docs_fts LIMIT 1").fetchall()
+        return int(con.execute("PRAGMA user_version").fetchone()[0])
+    except sqlite3.DatabaseError as e:
+        raise SearchError(
+            f"not a search index: {path} ({e}) — rebuild it with `assistant index build FILE.jsonl --out {path}`"
+        ) from None
+
+
+def _version_problem(path: Path, version: int) -> str:
+    rebuild = f"`assistant index build FILE.jsonl --out {path}`"
+    if version > SCHEMA_VERSION:
+        return (
+            f"{path} was built by a newer search-assistant (index schema {version}; this one reads {SCHEMA_VERSION})"
+            f" — upgrade with `pip install -U search-assistant`, or rebuild it with {rebuild}"
+        )
+    return (
+        f"{path} is an index of an older layout (schema {version}; this version reads {SCHEMA_VERSION}) — "
+        f"upgrade it in place with `assistant index migrate {path}`, or rebuild it with {rebuild}"
+    )
+
+
+def _split_documents(con: sqlite3.Connection) -> int:
+    """Schema 0 → 1: add `doc_id`, and split each record longer than a passage into passages; how many were."""
+    con.execute("ALTER TABLE docs ADD COLUMN doc_id TEXT NOT NULL DEFAULT ''")
+    con.execute("UPDATE docs SET doc_id = id")
+    con.execute("CREATE INDEX docs_doc_id ON docs (doc_id)")
+    last = con.execute("SELECT coalesce(max(rowid), 0) FROM docs").fetchone()[0]
+    split = done = 0
+    # Rows come in batches by rowid; a text of 2W characters or fewer cannot hold more than W words.
+    sql = "SELECT rowid, id, title, text, url FROM docs WHERE rowid > ? AND rowid <= ? AND length(text) > ? "
+    while batch := con.execute(sql + "ORDER BY rowid LIMIT 1000", (done, last, 2 * WHOLE_PASSAGE_WORDS)).fetchall():
+        done = batch[-1][0]
+        for rowid, rid, title, text, url in batch:
+            rows = _passage_rows(rid, title, text, url)
+            if len(rows) == 1:
+                continue
+            con.execute(
+                "INSERT INTO docs_fts (docs_fts, rowid, title, text) VALUES ('delete', ?, ?, ?)", (rowid, title, text)
+            )
+            con.execute("DELETE FROM docs WHERE rowid = ?", (rowid,))
+            for row in rows:
+                cur = con.execute("INSERT INTO docs (id, doc_id, title, text, url) VALUES (?, ?, ?, ?, ?)", row)
+                con.execute(
+                    "INSERT INTO docs_fts (rowid, title, text) VALUES (?, ?, ?)", (cur.lastrowid, row[2], row[3])
+                )
+            split += 1
+    return split
+
+
+_MIGRATIONS = {0: _split_documents}  # schema N → N+1; each runs inside migrate_index's one transaction
+
+
+def migrate_index(path: Path) -> str:
+    """Upgrade an index of an older schema to `SCHEMA_VERSION` in place, in one transaction: all or nothing."""
+    path = Path(path).expanduser()
+    rebuild = f"`assistant index build FILE.jsonl --out {path}`"
+    if not path.is_file():
+        raise AssistantError(f"index not found: {path} — build one with {rebuild}")
+    con = sqlite3.connect(path, isolation_level=None)  # transactions by hand: DDL must not commit on its own
+    try:
+        version = _schema_version(con, path)
+        if version == SCHEMA_VERSION:
+            return f"{path} is already at index schema {SCHEMA_VERSION}: nothing to do"
+        if version > SCHEMA_VERSION:
+            raise AssistantError(_version_problem(path, version))
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            split = sum(_MIGRATIONS[v](con) for v in range(version, SCHEMA_VERSION))
+            count = con.execute("SELECT count(*) FROM docs").fetchone()[0]
+            meta = {"count": str(count), "migrated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            con.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", meta.items())
+            con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            con.execute("COMMIT")
+        except BaseException as e:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            if isinstance(e, sqlite3.Error):
+                raise AssistantError(
+                    f"could not migrate {path}: {e} — it is unchanged; rebuild it with {rebuild}"
+                ) from None
+            raise
+    finally:
+        con.close()
+    return (
+        f"{path}: migrated from index schema {version} to {SCHEMA_VERSION} "
+        f"(records split into passages: {split}; passages now: {count})"
+    )
 
 
 def query_terms(query: str) -> list[str]:
@@ -189,15 +308,20 @@ class LocalIndex:
                 )
             con = sqlite3.connect(self.path.resolve().as_uri() + "?mode=ro", uri=True, check_same_thread=False)
             try:
-                con.execute("SELECT 1 FROM docs_fts LIMIT 1").fetchall()
-            except sqlite3.DatabaseError as e:
+                version = _schema_version(con, self.path)
+            except SearchError:
                 con.close()
-                raise SearchError(
-                    f"not a search index: {self.path} ({e}) — rebuild it with "
-                    f"`assistant index build FILE.jsonl --out {self.path}`"
-                ) from None
+                raise
+            if version != SCHEMA_VERSION:
+                con.close()
+                # Not a SearchError: no fallback backend should hide an index that needs the user's hand.
+                raise AssistantError(_version_problem(self.path, version))
             self._con = con
         return self._con
+
+    def check(self) -> None:
+        """Open the index now, so a missing, foreign or outdated file fails before a run rather than in it."""
+        self._db()
 
     def _result(self, row: tuple[str, str, str, str]) -> SearchResult:
         rid, title, text, url = row
