@@ -7,6 +7,8 @@ question); the command by the scripted OpenAI-compatible server of tests/test_ba
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -259,3 +261,18 @@ def test_failures_are_split_by_cause():
     ]
     assert failures(rows) == {"retrieval_missed": 1, "in_context_not_extracted": 1, "extracted_but_not_exact": 2}
     assert failures([{"em": 0.0, "match": 0.0, "answer_in_context": None}]) is None
+
+
+def test_a_torn_run_json_is_a_clear_error_not_a_traceback(server: Server, index: Path, two_questions, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "run.json").write_text('{\n  "dataset": "/data/two.jsonl",\n  "mod', encoding="utf-8")  # killed mid-write
+    result = runner.invoke(app, eval_args(server, two_questions, out, index))
+    message = " ".join(result.output.split())
+    assert result.exit_code == 1 and not isinstance(result.exception, Exception), message
+    assert f"{out / 'run.json'} is unreadable" in message and "pass another --out" in message, message
+    report = subprocess.run(
+        [sys.executable, "-m", "assistant.evals.report", str(out)], capture_output=True, text=True, timeout=60
+    )
+    assert report.returncode == 1 and "Traceback" not in report.stderr, report.stderr
+    assert f"{out / 'run.json'} is unreadable" in report.stderr, report.stderr
