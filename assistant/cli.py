@@ -15,10 +15,11 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from assistant.errors import AssistantError
-from assistant.settings import Settings, config_dir, load_settings
+from assistant.settings import Settings, config_file, load_settings, unknown_settings
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -42,7 +43,7 @@ def fails_cleanly(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except AssistantError as e:
-            err.print(f"[red]error:[/red] {e}", highlight=False)
+            err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)  # a path may hold "[/x]"
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
@@ -76,16 +77,19 @@ def settings_from(
     searxng_url: str | None,
     **more: Any,
 ) -> Settings:
-    """Settings with the CLI's flags on top of env, config file and defaults."""
+    """Settings with the CLI's flags on top of env, config file and defaults; a warning for each unknown key."""
     from pydantic import ValidationError
 
     try:
-        return load_settings(
+        settings = load_settings(
             model=model, backend=backend, base_url=base_url, search=search, index=index, searxng_url=searxng_url, **more
         )
     except ValidationError as e:
         first = e.errors()[0]
         raise AssistantError(f"bad setting {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    for warning in unknown_settings():
+        err.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
+    return settings
 
 
 @app.command()
@@ -151,7 +155,7 @@ def models_pull(
     preset = get_preset(name)
     if not preset:
         raise AssistantError(f"unknown preset {name!r} — one of: {', '.join(PRESETS)}")
-    path = pull(preset, lambda msg: err.print(f"[dim]{msg}[/dim]"), hub=not no_hub)
+    path = pull(preset, lambda msg: err.print(f"[dim]{escape(msg)}[/dim]"), hub=not no_hub)
     typer.echo(str(path))
 
 
@@ -183,13 +187,22 @@ def index_search(
         typer.echo(f"{r.id}\t{r.title}\t{r.snippet[:100]}")
 
 
+def masked(secret: str) -> str:
+    """A secret as `sk-…abcd`: enough to tell keys apart, too little to use one."""
+    return f"{secret[:3]}…{secret[-4:]}" if len(secret) >= 16 else "***"
+
+
 @app.command()
+@fails_cleanly
 def config() -> None:
-    """Show the config file's path and the settings in force."""
-    path = config_dir() / "config.toml"
+    """Show the config file's path and the settings in force (the API key masked)."""
+    path = config_file()
+    settings = settings_from(None, None, None, None, None, None)
     typer.echo(f"# config file: {path} ({'present' if path.exists() else 'absent'})")
-    for key, value in load_settings().model_dump().items():
-        typer.echo(f"{key} = {json.dumps(value if not isinstance(value, Path) else str(value))}")
+    for key, value in settings.model_dump().items():
+        if key == "api_key" and value:
+            value = masked(value)
+        typer.echo(f"{key} = {json.dumps(value if not isinstance(value, Path) else str(value), ensure_ascii=False)}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -97,7 +97,8 @@ class Reporter:
 
 
 def _interrupted(out: Path) -> typer.Exit:
-    err.print(f"interrupted: what was answered is in {out}; run the same command again to resume", soft_wrap=True)
+    message = f"interrupted: what was answered is in {out}; run the same command again to resume"
+    err.print(message, soft_wrap=True, markup=False)
     return typer.Exit(130)
 
 
@@ -145,7 +146,7 @@ def batch(
             finally:
                 reporter.stop()
     done = f"{reporter.written} rows written, {reporter.errors} of them errors, {skipped} already in {out}"
-    err.print(done, soft_wrap=True, highlight=False)
+    err.print(done, soft_wrap=True, highlight=False, markup=False)
 
 
 @fails_cleanly
@@ -202,4 +203,4 @@ def eval_(
     sys.stdout.flush()  # the report before the summary line on stderr, also when both go to one pipe
     files = f"{out}/results.jsonl, report.md, report.json, report.png"
     done = f"{reporter.written} rows written, {reporter.errors} of them errors → {files}"
-    err.print(done, soft_wrap=True, highlight=False)
+    err.print(done, soft_wrap=True, highlight=False, markup=False)

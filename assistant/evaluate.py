@@ -126,18 +126,46 @@ def run_config(assistant: Assistant, dataset: Path) -> dict[str, Any]:
     }
 
 
+def read_run_config(out: Path) -> dict[str, Any] | None:
+    """The run.json in `out` (None when there is none); AssistantError when it is cut off or not an object."""
+    path = out / "run.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise AssistantError(
+            f"cannot read {path}: {e.strerror or e} — fix its permissions, or pass another --out"
+        ) from None
+    except ValueError as e:  # cut off by a kill mid-write (before writes were atomic), or edited by hand
+        raise _unreadable(out, str(e)) from None
+    if not isinstance(config, dict):
+        raise _unreadable(out, "not a JSON object")
+    return config
+
+
+def _unreadable(out: Path, why: str) -> AssistantError:
+    return AssistantError(
+        f"{out / 'run.json'} is unreadable ({why}): it records the settings of the rows in {out / 'results.jsonl'} — "
+        "delete it if those rows were made with the settings you pass now (it is written again), "
+        "or pass another --out"
+    )
+
+
 def check_config(out: Path, config: dict[str, Any]) -> None:
     """Write run.json, or check that the run already in `out` measured the same thing."""
     path = out / "run.json"
-    if path.exists():
-        old = json.loads(path.read_text(encoding="utf-8"))
+    old = read_run_config(out)
+    if old is not None:
         diff = [k for k in CHECKED if old.get(k) != config.get(k)]
         if diff:
             what = ", ".join(f"{k}: {old.get(k)!r} there, {config.get(k)!r} now" for k in diff)
             raise AssistantError(f"{out} holds another run ({what}) — pass another --out, or delete {out}")
         return
     out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    tmp = path.with_name(path.name + ".tmp")  # written whole, then renamed: a kill cannot leave it half-written
+    tmp.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
 
 
 @dataclass
