@@ -10,6 +10,7 @@ from assistant.errors import FetchError
 from assistant.passages import rank_passages, split_passages
 from assistant.tools.context import Passage, ToolContext, ToolRetry
 from assistant.web import fetch_page as fetch
+from assistant.web import page_key
 
 
 def fetch_page(ctx: ToolContext, url: str) -> list[Passage]:
@@ -29,7 +30,7 @@ def read_passages(ctx: ToolContext, url: str, title: str, query: str) -> list[Pa
     """Fetch `url` (or take it from the cache) and return its best passages for the question and `query`."""
     if ctx.fetches >= ctx.max_fetches:
         raise ToolRetry(f"the budget of {ctx.max_fetches} page reads for this question is spent: answer now")
-    cached = ctx.cache.get("page", url) if ctx.cache else None
+    cached = ctx.cache.get("page", page_key(url, ctx.policy)) if ctx.cache else None
     if cached is None:
         ctx.fetches += 1
         try:
@@ -40,7 +41,7 @@ def read_passages(ctx: ToolContext, url: str, title: str, query: str) -> list[Pa
             ctx.notes.append(f"read only the first {page.bytes:,} bytes of {url}: the page is longer than the cap")
         cached = {"title": page.title, "text": page.text, "url": page.final_url}
         if ctx.cache:
-            ctx.cache.put("page", url, cached)
+            ctx.cache.put("page", page_key(url, ctx.policy), cached)
     chunks = split_passages(cached["text"])
     if not chunks:
         raise ToolRetry(f"{url} has no readable text")

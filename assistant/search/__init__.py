@@ -13,13 +13,12 @@ cool-down (assistant/search/retry.py); the next backend of the chain answers mea
 from __future__ import annotations
 
 import functools
-import json
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from assistant.errors import AssistantError, SearchError
 from assistant.search.base import SearchBackend, SearchResult, TransientSearchError
-from assistant.search.cache import Cache
+from assistant.search.cache import Cache, search_key
 from assistant.search.retry import Breaker, Retry
 
 if TYPE_CHECKING:
@@ -73,7 +72,9 @@ class FallbackSearch:
         self.last_failures = []
         self.last_backend = None
         for backend in self.backends:
-            key = json.dumps([backend.name, query, max_results], ensure_ascii=False)
+            # Web backends declare where they search (instance, region); a backend without them is keyed by name.
+            where = {"instance": getattr(backend, "instance", ""), "region": getattr(backend, "region", "")}
+            key = search_key(backend.name, query, max_results, **where)
             results = self._cached(backend, key)
             if results is None:
                 skipped = self.breaker.skip(backend.name)
