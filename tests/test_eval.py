@@ -276,3 +276,34 @@ def test_a_torn_run_json_is_a_clear_error_not_a_traceback(server: Server, index:
     )
     assert report.returncode == 1 and "Traceback" not in report.stderr, report.stderr
     assert f"{out / 'run.json'} is unreadable" in report.stderr, report.stderr
+
+
+def test_the_config_check_runs_under_the_lock(server: Server, index: Path, two_questions, tmp_path):
+    """Two evals on one --out: the second must not write run.json while the first holds results.jsonl."""
+    from assistant.resultlog import ResultLog
+
+    out = tmp_path / "run"
+    with ResultLog(out / "results.jsonl", key=lambda r: (r["id"], r["mode"])):  # a first eval, just started
+        result = runner.invoke(app, [*eval_args(server, two_questions, out, index), "--model", "other"])
+    message = " ".join(result.output.split())
+    assert result.exit_code == 1 and "another run" in message, message
+    assert not (out / "run.json").exists(), "the second run wrote its settings over the first's"
+    assert server.questions == []
+
+
+def test_a_resumed_eval_must_match_every_setting_that_changes_answers(
+    server: Server, index: Path, two_questions, tmp_path, monkeypatch: pytest.MonkeyPatch
+):
+    out = tmp_path / "run"
+    result = runner.invoke(app, eval_args(server, two_questions, out, index, "--mode", "closed"))
+    assert result.exit_code == 0, result.output
+    changes = {"LANG": ("fr", "'auto' there, 'fr' now"), "TEMPERATURE": ("0.7", "0.0 there, 0.7 now")}
+    changes |= {"READ_PAGES": ("0", "2 there, 0 now"), "N_CTX": ("2048", "4096 there, 2048 now")}
+    for name, (value, said) in changes.items():
+        with monkeypatch.context() as m:
+            m.setenv(f"ASSISTANT_{name}", value)
+            result = runner.invoke(app, eval_args(server, two_questions, out, index, "--mode", "closed"))
+        message = " ".join(result.output.split())
+        assert result.exit_code == 1, f"{name}: {message}"
+        assert f"holds another run ({name.lower()}: {said})" in message, message
+    assert len(server.questions) == 2
