@@ -119,7 +119,7 @@ def batch(
     lang: LangOpt = None,
 ) -> None:
     """Answer every question of a file, one JSON line per answer in OUT; run it again to resume."""
-    from assistant.batch import PerThread, read_questions, run_batch, workers_for
+    from assistant.batch import PerThread, check_resume, read_questions, run_batch, workers_for
     from assistant.resultlog import ResultLog
     from assistant.routing import Router
     from assistant.runner import Assistant
@@ -135,6 +135,7 @@ def batch(
             reporter.note(warning)
         if retry_errors:
             log.drop(lambda row: bool(row.get("error")))
+        check_resume(items, log)  # also when every id is done: an edited line must not pass as answered
         skipped = sum(q.id in log.done for q in items)
         if skipped < len(items):
             assistants: PerThread[Assistant] = PerThread(lambda: Router.from_settings(s))
@@ -171,7 +172,7 @@ def eval_(
     from assistant.batch import PerThread, workers_for
     from assistant.evals.datasets import load_dataset
     from assistant.evals.report import markdown, write_report
-    from assistant.evaluate import EvalRun, check_config, modes_for, run_config
+    from assistant.evaluate import EvalRun, modes_for, run_config
     from assistant.routing import Router
 
     modes = modes_for(mode)
@@ -189,8 +190,9 @@ def eval_(
         _warn("note", note)
     assistant = Router.from_settings(s)
     config = run_config(assistant, dataset)
-    check_config(out, config)
-    run = EvalRun(task, modes, out, PerThread(lambda: Router.from_settings(s), [assistant]), workers, retry_errors)
+    run = EvalRun(
+        task, modes, out, PerThread(lambda: Router.from_settings(s), [assistant]), workers, retry_errors, config
+    )
     reporter = Reporter(err, "/".join(modes))
     try:
         rows = run.run(reporter)
