@@ -2,7 +2,8 @@
 
 Questions come as JSONL (`{"id"?, "question", ...}`), CSV with a `question` column (and optionally `id`), plain
 text one question a line, or `-` for stdin. A question without an id is keyed `line-N` by its line number, so
-re-running the same command on the same file resumes: what `OUT.jsonl` already holds is skipped. Each answer
+re-running the same command on the same file resumes: what `OUT.jsonl` already holds is skipped (and a row whose
+question differs from the one now under its id stops the run: the file changed, see `check_resume`). Each answer
 is appended as one line (the `ask --json` object plus `id` and `error`) and flushed to disk at once; a line
 half-written by a kill is detected on the next run, cut off, and its question asked again. A malformed input
 line becomes an error row naming its line number; the rest proceeds. The output log and its lock file live in
@@ -244,6 +245,25 @@ def error_row(q: Question, message: str) -> dict[str, Any]:
     return {"id": q.id, "question": q.question, "line": q.line, "error": message}
 
 
+def check_resume(questions: Sequence[Question], log: ResultLog) -> None:
+    """Refuse to resume when a row of `log` answers another question than the one now under its id.
+
+    Ids default to line numbers, so a line inserted or edited since the last run would otherwise leave old answers
+    paired with new questions. A row of an unreadable line carries no question and is not compared."""
+    rows = {row["id"]: row for row in log.rows}
+    for q in questions:
+        row = rows.get(q.id)
+        old = row.get("question") if row else None
+        if not isinstance(old, str) or (not old and row and row.get("error")):
+            continue
+        if old.strip() != q.question.strip():
+            raise AssistantError(
+                f"line {q.line} (id {q.id!r}) asks {q.question!r}, but {log.path} holds the answer to {old!r} under "
+                "that id — the questions changed since that run: write to another -o/--out, or give each question "
+                "an id (a JSONL or CSV 'id') so that lines can move"
+            )
+
+
 def run_batch(
     questions: Sequence[Question],
     log: ResultLog,
@@ -252,7 +272,10 @@ def run_batch(
     concurrency: int = 1,
     progress: Progress | None = None,
 ) -> list[Question]:
-    """Record unreadable questions, then answer the rest not yet in `log`; returns the questions it asked."""
+    """Record unreadable questions, then answer the rest not yet in `log`; returns the questions it asked.
+
+    AssistantError (before anything is asked) if a row of `log` answers another question than its id's now."""
+    check_resume(questions, log)
     todo = [q for q in questions if q.id not in log.done]
     if progress:
         progress.start(len(todo))

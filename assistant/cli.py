@@ -15,12 +15,13 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from assistant import cli_chat, cli_extract, cli_runs  # noqa: F401 (each registers its commands on the app)
-from assistant.cli_app import app, err, fails_cleanly, with_settings
+from assistant.cli_app import app, err, fails_cleanly, settings_from, with_settings
 from assistant.errors import AssistantError
-from assistant.settings import Settings, config_dir, load_settings
+from assistant.settings import Settings, config_file
 
 models_app = typer.Typer(help="List, and pull, the model presets.", invoke_without_command=True)
 index_app = typer.Typer(help="Build and query a local SQLite (FTS5/BM25) search index.", no_args_is_help=True)
@@ -84,7 +85,7 @@ def models_pull(
     preset = get_preset(name)
     if not preset:
         raise AssistantError(f"unknown preset {name!r} — one of: {', '.join(PRESETS)}")
-    path = pull(preset, lambda msg: err.print(f"[dim]{msg}[/dim]"), hub=not no_hub)
+    path = pull(preset, lambda msg: err.print(f"[dim]{escape(msg)}[/dim]"), hub=not no_hub)
     typer.echo(str(path))
 
 
@@ -125,13 +126,22 @@ def index_search(
         typer.echo(f"{r.id}\t{r.title}\t{r.snippet[:100]}")
 
 
+def masked(secret: str) -> str:
+    """A secret as `sk-…abcd`: enough to tell keys apart, too little to use one."""
+    return f"{secret[:3]}…{secret[-4:]}" if len(secret) >= 16 else "***"
+
+
 @app.command()
+@fails_cleanly
 def config() -> None:
-    """Show the config file's path and the settings in force."""
-    path = config_dir() / "config.toml"
+    """Show the config file's path and the settings in force (the API key masked)."""
+    path = config_file()
+    settings = settings_from()
     typer.echo(f"# config file: {path} ({'present' if path.exists() else 'absent'})")
-    for key, value in load_settings().model_dump().items():
-        typer.echo(f"{key} = {json.dumps(value if not isinstance(value, Path) else str(value))}")
+    for key, value in settings.model_dump().items():
+        if key == "api_key" and value:
+            value = masked(value)
+        typer.echo(f"{key} = {json.dumps(value if not isinstance(value, Path) else str(value), ensure_ascii=False)}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from assistant.errors import AssistantError
-from assistant.settings import Settings, load_settings
+from assistant.settings import Settings, load_settings, unknown_settings
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -40,7 +40,7 @@ def fails_cleanly(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except AssistantError as e:
-            err.print(f"[red]error:[/red] {e}", highlight=False)
+            err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)  # a path may hold "[/x]"
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
@@ -58,14 +58,18 @@ MODEL_FLAGS = ("model", "backend", "base_url", "n_ctx", "threads")  # what a com
 
 
 def settings_from(**given: Any) -> Settings:
-    """Settings with the given flags (None: not given) on top of env, config file and defaults."""
+    """Settings with the given flags (None: not given) on top of env, config file and defaults; a warning for each
+    unknown key of the config file or ASSISTANT_* variable."""
     from pydantic import ValidationError
 
     try:
-        return load_settings(**given)
+        settings = load_settings(**given)
     except ValidationError as e:
         first = e.errors()[0]
         raise AssistantError(f"bad setting {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    for warning in unknown_settings():
+        err.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
+    return settings
 
 
 def with_settings(only: Collection[str] | None = None) -> Callable[[F], F]:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from assistant.cli_app import MODEL_FLAGS, app, err, fails_cleanly, with_settings
 from assistant.errors import AssistantError
@@ -98,11 +99,13 @@ def extract_cmd(
         try:
             result = run_extraction(source, target, llm, **options)  # type: ignore[arg-type]
         except ExtractionError as e:
-            err.print(f"[red]error:[/red] {e}; the raw output follows on stderr", highlight=False, soft_wrap=True)
+            err.print(
+                f"[red]error:[/red] {escape(str(e))}; the raw output follows on stderr", highlight=False, soft_wrap=True
+            )
             typer.echo(e.raw, err=True)
             raise typer.Exit(2) from None
         for note in result.notes:
-            err.print(f"[yellow]note:[/yellow] {note}", highlight=False, soft_wrap=True)
+            err.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False, soft_wrap=True)
         typer.echo(_dump(result.data))
         return
     failed = 0
@@ -150,14 +153,17 @@ def extract_eval(
         raise AssistantError(f"unknown --mode {mode!r} — use constrained, unconstrained or both")
     task = load_cases(data).select(limit)
     for problem in task.problems:
-        err.print(f"[yellow]warning:[/yellow] {problem}; skipped", highlight=False, soft_wrap=True)
+        err.print(f"[yellow]warning:[/yellow] {escape(problem)}; skipped", highlight=False, soft_wrap=True)
     if not len(task):
         raise AssistantError(f"no usable cases in {data or 'the bundled set'}")
     llm = load_model(settings)
     summaries = []
     for constrain in modes:
         rows = run_eval(
-            task, llm, constrain, progress=lambda r: err.print(_progress(r), highlight=False, soft_wrap=True)
+            task,
+            llm,
+            constrain,
+            progress=lambda r: err.print(_progress(r), highlight=False, soft_wrap=True, markup=False),
         )
         summaries.append(rows.summary(llm.name))
         if out is not None:

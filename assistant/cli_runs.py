@@ -86,7 +86,8 @@ class Reporter:
 
 
 def _interrupted(out: Path) -> typer.Exit:
-    err.print(f"interrupted: what was answered is in {out}; run the same command again to resume", soft_wrap=True)
+    message = f"interrupted: what was answered is in {out}; run the same command again to resume"
+    err.print(message, soft_wrap=True, markup=False)
     return typer.Exit(130)
 
 
@@ -102,7 +103,7 @@ def batch(
     retry_errors: RetryOpt = False,
 ) -> None:
     """Answer every question of a file, one JSON line per answer in OUT; run it again to resume."""
-    from assistant.batch import PerThread, read_questions, run_batch, workers_for
+    from assistant.batch import PerThread, check_resume, read_questions, run_batch, workers_for
     from assistant.resultlog import ResultLog
     from assistant.runner import Assistant
 
@@ -117,6 +118,7 @@ def batch(
             reporter.note(warning)
         if retry_errors:
             log.drop(lambda row: bool(row.get("error")))
+        check_resume(items, log)  # also when every id is done: an edited line must not pass as answered
         skipped = sum(q.id in log.done for q in items)
         if skipped < len(items):
             assistants: PerThread[Assistant] = PerThread(lambda: Assistant.from_settings(s))
@@ -128,7 +130,7 @@ def batch(
             finally:
                 reporter.stop()
     done = f"{reporter.written} rows written, {reporter.errors} of them errors, {skipped} already in {out}"
-    err.print(done, soft_wrap=True, highlight=False)
+    err.print(done, soft_wrap=True, highlight=False, markup=False)
 
 
 @app.command("eval")
@@ -148,7 +150,7 @@ def eval_(
     from assistant.batch import PerThread, workers_for
     from assistant.evals.datasets import load_dataset
     from assistant.evals.report import markdown, write_report
-    from assistant.evaluate import EvalRun, check_config, modes_for, run_config
+    from assistant.evaluate import EvalRun, modes_for, run_config
     from assistant.runner import Assistant
 
     modes = modes_for(mode)
@@ -166,8 +168,8 @@ def eval_(
         _warn("note", note)
     assistant = Assistant.from_settings(s)
     config = run_config(assistant, dataset)
-    check_config(out, config)
-    run = EvalRun(task, modes, out, PerThread(lambda: Assistant.from_settings(s), [assistant]), workers, retry_errors)
+    assistants = PerThread(lambda: Assistant.from_settings(s), [assistant])
+    run = EvalRun(task, modes, out, assistants, workers, retry_errors, config)
     reporter = Reporter(err, "/".join(modes))
     try:
         rows = run.run(reporter)
@@ -180,4 +182,4 @@ def eval_(
     sys.stdout.flush()  # the report before the summary line on stderr, also when both go to one pipe
     files = f"{out}/results.jsonl, report.md, report.json, report.png"
     done = f"{reporter.written} rows written, {reporter.errors} of them errors → {files}"
-    err.print(done, soft_wrap=True, highlight=False)
+    err.print(done, soft_wrap=True, highlight=False, markup=False)

@@ -4,8 +4,9 @@ Modes, all with the same model: `closed` answers from the model alone; `rag` is 
 with the question, answer from the top passages); `search` is the agent loop as the settings run it (multi-step
 for models trusted with tools, else the same as rag). Each (question, mode) becomes one row of
 `DIR/results.jsonl` as soon as it is answered; re-running the same command skips the rows already there (the
-log is the one `assistant batch` uses: kill-safe, locked). `DIR/run.json` records what the run measures, and a
-resumed run must match it. At the end the report is rebuilt from every row of this selection (evals/report.py).
+log is the one `assistant batch` uses: kill-safe, locked). `DIR/run.json` records what the run measures (model,
+search, and every setting that changes answers), and a resumed run must match it; it is checked, or written,
+while the log's lock is held. At the end the report is rebuilt from every row of this selection (evals/report.py).
 
 `answer_in_context` says whether a gold alias occurs in the passages of the final prompt (`Answer.shown`, title
 and text as the prompt shows them): it separates retrieval misses from reading misses.
@@ -38,8 +39,26 @@ MODE_SETS = {
     "both": ["closed", "search"],
     "all": ["closed", "rag", "search"],
 }
+# The settings that change answers (what is searched, read, prompted, generated, and which route answers), as
+# run.json records them; the search engines' own (index, SearXNG URL) are recorded where the chain uses them.
+ANSWER_SETTINGS = (
+    "max_steps",
+    "context_tokens",
+    "max_results",
+    "read_pages",
+    "max_tokens",
+    "n_ctx",
+    "temperature",
+    "lang",
+    "lang_threshold",
+    "routes",
+    "multilingual_model",
+    "region",
+    "fetch_max_bytes",
+    "allow_private",
+)
 # A resumed run must match these: each changes what the rows measure.
-CHECKED = ("dataset", "model", "backend", "search", "loop", "max_steps", "context_tokens", "max_results")
+CHECKED = ("dataset", "model", "backend", "search", "loop", *ANSWER_SETTINGS, "index", "searxng_url")
 
 
 @dataclass
@@ -113,31 +132,60 @@ def error_row(item: EvalItem, message: str) -> dict[str, Any]:
 def run_config(assistant: Assistant, dataset: Path) -> dict[str, Any]:
     """What a run measures; stored as run.json and checked on resume."""
     s = assistant.settings
+    chain = s.search_chain()
     return {
         "dataset": str(dataset.expanduser().resolve()),
         "model": assistant.model.name,
         "backend": assistant.spec.backend,
         "search": assistant.search.name if assistant.search else "none",
         "loop": "multi" if assistant.multi_step() else "single",
-        "max_steps": s.max_steps,
-        "context_tokens": s.context_tokens,
-        "max_results": s.max_results,
-        "lang": s.lang,
+        **s.model_dump(mode="json", include=set(ANSWER_SETTINGS)),
+        "index": str(s.index_path()) if "local" in chain else None,
+        "searxng_url": s.searxng_url if "searxng" in chain else None,
     }
+
+
+def read_run_config(out: Path) -> dict[str, Any] | None:
+    """The run.json in `out` (None when there is none); AssistantError when it is cut off or not an object."""
+    path = out / "run.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise AssistantError(
+            f"cannot read {path}: {e.strerror or e} — fix its permissions, or pass another --out"
+        ) from None
+    except ValueError as e:  # cut off by a kill mid-write (before writes were atomic), or edited by hand
+        raise _unreadable(out, str(e)) from None
+    if not isinstance(config, dict):
+        raise _unreadable(out, "not a JSON object")
+    return config
+
+
+def _unreadable(out: Path, why: str) -> AssistantError:
+    return AssistantError(
+        f"{out / 'run.json'} is unreadable ({why}): it records the settings of the rows in {out / 'results.jsonl'} — "
+        "delete it if those rows were made with the settings you pass now (it is written again), "
+        "or pass another --out"
+    )
 
 
 def check_config(out: Path, config: dict[str, Any]) -> None:
     """Write run.json, or check that the run already in `out` measured the same thing."""
     path = out / "run.json"
-    if path.exists():
-        old = json.loads(path.read_text(encoding="utf-8"))
+    old = read_run_config(out)
+    if old is not None:
         diff = [k for k in CHECKED if old.get(k) != config.get(k)]
         if diff:
-            what = ", ".join(f"{k}: {old.get(k)!r} there, {config.get(k)!r} now" for k in diff)
+            there = {k: repr(old[k]) if k in old else "not recorded" for k in diff}  # an older run.json has fewer
+            what = ", ".join(f"{k}: {there[k]} there, {config.get(k)!r} now" for k in diff)
             raise AssistantError(f"{out} holds another run ({what}) — pass another --out, or delete {out}")
         return
     out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    tmp = path.with_name(path.name + ".tmp")  # written whole, then renamed: a kill cannot leave it half-written
+    tmp.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
 
 
 @dataclass
@@ -150,6 +198,7 @@ class EvalRun:
     assistants: PerThread[Assistant]
     concurrency: int = 1
     retry_errors: bool = False
+    config: dict[str, Any] | None = None  # run_config(): checked against run.json (or written) under the lock
 
     def items(self) -> list[EvalItem]:
         """Every (question, mode), mode by mode.
@@ -169,6 +218,8 @@ class EvalRun:
         """Answer what results.jsonl lacks; return this selection's rows (the log's, in item order)."""
         items = self.items()
         with ResultLog(self.out / "results.jsonl", key=lambda r: (r["id"], r["mode"])) as log:
+            if self.config is not None:  # under the lock: two runs on one folder cannot both pass it
+                check_config(self.out, self.config)
             for warning in log.warnings:
                 if progress:
                     progress.note(warning)

@@ -2,24 +2,33 @@
 
 The config file is TOML at `<user config dir>/config.toml`; `ASSISTANT_HOME` moves every user dir (config, data,
 cache) under one folder, which is how tests isolate themselves. `assistant config` prints the resolved values.
+A file that is not TOML is an AssistantError naming its line; `unknown_settings()` names the keys and ASSISTANT_*
+variables that match no setting (a typo would otherwise be ignored without a word), with the nearest valid name.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
+import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
-)
+from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+
+from assistant.errors import AssistantError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 APP = "search-assistant"
+ENV_PREFIX = "ASSISTANT_"
+NOT_SETTINGS = ("ASSISTANT_HOME",)  # read by config_dir() and friends, not a field
 
 
 def _home(kind: str) -> Path:
@@ -44,6 +53,24 @@ def cache_dir() -> Path:
     return _home("cache")
 
 
+def config_file() -> Path:
+    """The config file, `<config dir>/config.toml`."""
+    return config_dir() / "config.toml"
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """The TOML at `path` ({} when there is none); AssistantError naming the file and line when it is not TOML."""
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        return {}
+    except tomllib.TOMLDecodeError as e:  # its message ends "(at line N, column M)"
+        raise AssistantError(f"{path} is not valid TOML: {e} — fix that line, or move the file away") from None
+    except OSError as e:
+        raise AssistantError(f"cannot read {path}: {e.strerror or e} — fix its permissions") from None
+
+
 class RouteConfig(BaseModel):
     """One language's route in config.toml (`[routes.de]`); what is left out comes from the built-in route."""
 
@@ -58,7 +85,8 @@ class RouteConfig(BaseModel):
 class Settings(BaseSettings):
     """Everything a command can be told; each field is also `ASSISTANT_<NAME>` and a key in config.toml."""
 
-    model_config = SettingsConfigDict(env_prefix="ASSISTANT_", extra="ignore")
+    # Unknown keys are not errors (an old config must not stop a newer version); unknown_settings() warns of them.
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     model: str | None = Field(None, description="preset name, GGUF path or Hugging Face id/folder")
     backend: str | None = Field(
@@ -114,8 +142,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml = TomlConfigSettingsSource(settings_cls, toml_file=config_dir() / "config.toml")
-        return (init_settings, env_settings, toml)
+        return (init_settings, env_settings, InitSettingsSource(settings_cls, read_config(config_file())))
 
     def index_path(self) -> Path:
         """The local index to use."""
@@ -129,3 +156,26 @@ class Settings(BaseSettings):
 def load_settings(**overrides: Any) -> Settings:
     """Settings with CLI overrides (None means 'not given')."""
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _hint(name: str, valid: list[str], quote: str) -> str:
+    match = difflib.get_close_matches(name, valid, n=1)
+    return f"did you mean {quote}{match[0]}{quote}?" if match else "`assistant config` lists the settings"
+
+
+def unknown_settings(environ: Mapping[str, str] = os.environ) -> list[str]:
+    """A warning for each config.toml key and ASSISTANT_* variable that is no setting, with the nearest valid one."""
+    fields = list(Settings.model_fields)
+    path = config_file()
+    warnings = []
+    for key in read_config(path):
+        if key not in fields:
+            hint = _hint(key, fields, quote="'")
+            warnings.append(f"unknown key {key!r} in {path}, ignored — {hint}")
+    variables = [ENV_PREFIX + f.upper() for f in fields]
+    for var in environ:
+        name = var.upper()  # pydantic-settings reads the variables case-insensitively
+        if name.startswith(ENV_PREFIX) and name not in variables and name not in NOT_SETTINGS:
+            hint = _hint(name, variables, quote="")
+            warnings.append(f"unknown variable {var}, ignored — {hint}")
+    return warnings

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import codecs
 import ipaddress
+import json
 import re
 import socket
 import ssl
@@ -66,6 +67,15 @@ class Page:
     content_type: str
     truncated: bool
     bytes: int
+
+
+def page_key(url: str, policy: FetchPolicy) -> str:
+    """The cache key of a page: its URL and what the policy let its fetch reach (private addresses, trusted hosts).
+
+    A page read under allow_private (or from a trusted private host) is then never served from the cache to a
+    run that could not have fetched it."""
+    trusted = sorted({h.lower() for h in policy.allowed_hosts})
+    return json.dumps([url, policy.allow_private, trusted], ensure_ascii=False)
 
 
 def blocked_reason(address: str) -> str | None:

@@ -211,8 +211,16 @@ def write_report(out: Path, rows: list[dict[str, Any]], modes: list[str], config
 
 
 if __name__ == "__main__":  # pragma: no cover
+    from assistant.errors import AssistantError
+    from assistant.evaluate import read_run_config
+
     folder = Path(sys.argv[1])
-    config = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+    try:
+        config = read_run_config(folder)
+    except AssistantError as e:
+        sys.exit(f"error: {e}")
+    if config is None:
+        sys.exit(f"error: {folder / 'run.json'} not found — pass the --out folder of an `assistant eval` run")
     rows = [json.loads(line) for line in (folder / "results.jsonl").read_text(encoding="utf-8").splitlines() if line]
     modes = [m for m in ("closed", "rag", "search") if any(r["mode"] == m for r in rows)]
     print(markdown(write_report(folder, rows, modes, config)), end="")

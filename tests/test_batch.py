@@ -336,3 +336,25 @@ def test_ctrl_c_stops_with_a_resume_hint(server: Server, tmp_path: Path):
     assert "interrupted" in stderr and "run the same command again to resume" in stderr
     assert "Traceback" not in stderr
     assert all(r["error"] is None for r in rows(out)) and 1 <= len(rows(out)) < 30
+
+
+def test_a_resumed_batch_refuses_rows_whose_question_changed(server: Server, tmp_path: Path):
+    """Default ids are line numbers: a line inserted or edited would pair old answers with new questions."""
+    src = write_lines(tmp_path / "q.txt", ["Who painted The Night Watch?", "Where is the Humber?"])
+    out = tmp_path / "a.jsonl"
+    assert runner.invoke(app, batch_args(server, src, out)).exit_code == 0
+    before = out.read_text(encoding="utf-8")
+    write_lines(src, ["What is the capital of Colombia?", "Who painted The Night Watch?", "Where is the Humber?"])
+    result = runner.invoke(app, batch_args(server, src, out))
+    message = " ".join(result.output.split())
+    assert result.exit_code == 1, message
+    assert "line 1 (id 'line-1')" in message and "'Who painted The Night Watch?'" in message, message
+    assert "'What is the capital of Colombia?'" in message, message
+    write_lines(src, ["Who painted The Night Watch?", "Where is the Thames?"])  # edited: every id is done
+    result = runner.invoke(app, batch_args(server, src, out))
+    message = " ".join(result.output.split())
+    assert result.exit_code == 1 and "line 2 (id 'line-2')" in message and "Thames" in message, message
+    assert out.read_text(encoding="utf-8") == before and len(server.questions) == 2
+    write_lines(src, ["Who painted The Night Watch?", "Where is the Humber?", "Where is the Thames?"])  # appended
+    result = runner.invoke(app, batch_args(server, src, out))
+    assert result.exit_code == 0 and "1 rows written" in result.output, result.output

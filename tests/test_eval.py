@@ -7,6 +7,8 @@ question); the command by the scripted OpenAI-compatible server of tests/test_ba
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,7 +67,7 @@ def two_questions(tmp_path: Path) -> Path:
 
 
 def eval_run(fake_model, index: Path, dataset: Path, out: Path, modes: list[str]) -> EvalRun:
-    settings = load_settings(search="local", index=index, cache_ttl=0)
+    settings = load_settings(search="local", index=index, cache_ttl=0, loop="multi")  # the fake plays a trusted model
     assistant = Assistant.from_settings(settings, model=fake_model)
     return EvalRun(load_dataset(dataset), modes, out, PerThread(lambda: assistant, [assistant]))
 
@@ -220,6 +222,8 @@ def eval_args(server: Server, dataset: Path, out: Path, index: Path, *more: str)
         "local",
         "--index",
         str(index),
+        "--loop",
+        "multi",  # the server's model is of unknown kind: trusted with tools only when asked
         *more,
     ]
 
@@ -259,3 +263,49 @@ def test_failures_are_split_by_cause():
     ]
     assert failures(rows) == {"retrieval_missed": 1, "in_context_not_extracted": 1, "extracted_but_not_exact": 2}
     assert failures([{"em": 0.0, "match": 0.0, "answer_in_context": None}]) is None
+
+
+def test_a_torn_run_json_is_a_clear_error_not_a_traceback(server: Server, index: Path, two_questions, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "run.json").write_text('{\n  "dataset": "/data/two.jsonl",\n  "mod', encoding="utf-8")  # killed mid-write
+    result = runner.invoke(app, eval_args(server, two_questions, out, index))
+    message = " ".join(result.output.split())
+    assert result.exit_code == 1 and not isinstance(result.exception, Exception), message
+    assert f"{out / 'run.json'} is unreadable" in message and "pass another --out" in message, message
+    report = subprocess.run(
+        [sys.executable, "-m", "assistant.evals.report", str(out)], capture_output=True, text=True, timeout=60
+    )
+    assert report.returncode == 1 and "Traceback" not in report.stderr, report.stderr
+    assert f"{out / 'run.json'} is unreadable" in report.stderr, report.stderr
+
+
+def test_the_config_check_runs_under_the_lock(server: Server, index: Path, two_questions, tmp_path):
+    """Two evals on one --out: the second must not write run.json while the first holds results.jsonl."""
+    from assistant.resultlog import ResultLog
+
+    out = tmp_path / "run"
+    with ResultLog(out / "results.jsonl", key=lambda r: (r["id"], r["mode"])):  # a first eval, just started
+        result = runner.invoke(app, [*eval_args(server, two_questions, out, index), "--model", "other"])
+    message = " ".join(result.output.split())
+    assert result.exit_code == 1 and "another run" in message, message
+    assert not (out / "run.json").exists(), "the second run wrote its settings over the first's"
+    assert server.questions == []
+
+
+def test_a_resumed_eval_must_match_every_setting_that_changes_answers(
+    server: Server, index: Path, two_questions, tmp_path, monkeypatch: pytest.MonkeyPatch
+):
+    out = tmp_path / "run"
+    result = runner.invoke(app, eval_args(server, two_questions, out, index, "--mode", "closed"))
+    assert result.exit_code == 0, result.output
+    changes = {"LANG": ("fr", "'auto' there, 'fr' now"), "TEMPERATURE": ("0.7", "0.0 there, 0.7 now")}
+    changes |= {"READ_PAGES": ("0", "2 there, 0 now"), "N_CTX": ("2048", "4096 there, 2048 now")}
+    for name, (value, said) in changes.items():
+        with monkeypatch.context() as m:
+            m.setenv(f"ASSISTANT_{name}", value)
+            result = runner.invoke(app, eval_args(server, two_questions, out, index, "--mode", "closed"))
+        message = " ".join(result.output.split())
+        assert result.exit_code == 1, f"{name}: {message}"
+        assert f"holds another run ({name.lower()}: {said})" in message, message
+    assert len(server.questions) == 2

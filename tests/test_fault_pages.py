@@ -24,6 +24,7 @@ import pytest
 
 from assistant.errors import FetchError
 from assistant.search.base import SearchResult
+from assistant.search.cache import Cache
 from assistant.state import RunState
 from assistant.tools import ToolContext, ToolRetry, default_tools
 from assistant.web import FetchPolicy, fetch_page
@@ -316,3 +317,23 @@ def test_a_search_result_with_a_file_url_is_not_read_and_its_snippet_is_kept():
     result = default_tools()["web_search"](ctx, {"query": "q"})
     assert [p.text for p in result.passages] == ["a snippet"]
     assert any("scheme 'file' is not one of http, https" in f for f in result.failures), result.failures
+
+
+def test_a_page_read_under_allow_private_is_not_served_from_the_cache_without_it(port: int, tmp_path: Path):
+    """The cache must not hand a run that may not reach private addresses what one that could read there."""
+    url = f"http://127.0.0.1:{port}/secret"
+    search = ListSearch(table={"q": [SearchResult(url, "Secret", url, "a snippet")]})
+    cache = Cache(tmp_path / "cache.db", ttl=3600)
+    trusted = ToolContext("q", search, FetchPolicy(allow_private=True, timeout=5.0), len, cache=cache)
+    passages = default_tools()["web_search"](trusted, {"query": "q"}).passages
+    assert any("secret text of an internal page" in p.text for p in passages)
+    Handler.hits.clear()
+    public = ToolContext("q", search, FetchPolicy(timeout=5.0), len, cache=cache)
+    result = default_tools()["web_search"](public, {"query": "q"})
+    passages = result.passages
+    assert not any("secret text" in p.text for p in passages), passages
+    assert [p.text for p in passages] == ["a snippet"]
+    assert any("loopback" in f for f in result.failures), result.failures
+    again = ToolContext("q", search, FetchPolicy(allow_private=True, timeout=5.0), len, cache=cache)
+    assert any("secret text" in p.text for p in default_tools()["web_search"](again, {"query": "q"}).passages)
+    assert Handler.hits == [], "a run allowed to read it is still served from the cache"

@@ -296,3 +296,33 @@ def test_an_unreachable_searxng_falls_back_to_the_local_index(home, small_index)
     assert [(r.id, r.backend) for r in results] == [("nw", "local")]
     assert len(out.failures) == 1
     assert out.failures[0].startswith(f"searxng: SearXNG is unreachable at http://127.0.0.1:{port}")
+
+
+def test_a_search_is_cached_per_region_and_instance_not_only_per_query(home, cache, monkeypatch):
+    """A routed fr-fr search must not be answered from a cached wt-wt one, nor one SearXNG from another's."""
+    calls: list[str] = []
+
+    def ddgs(self, query: str, max_results: int = 5) -> list[SearchResult]:
+        calls.append(f"ddgs {self.region}")
+        return hits(f"ddgs {self.region}")
+
+    def searxng(self, query: str, max_results: int = 5) -> list[SearchResult]:
+        calls.append(f"{self.base_url} {self.language}")
+        return hits(f"{self.base_url} {self.language}")
+
+    monkeypatch.setattr(DDGSSearch, "search", ddgs)
+    monkeypatch.setattr(SearxngSearch, "search", searxng)
+
+    def first_hit(**settings: str) -> str:
+        return make_search(Settings(**settings), cache).search("la tour eiffel")[0].id
+
+    assert first_hit(search="ddgs", region="wt-wt") == "ddgs us-en"
+    assert first_hit(search="ddgs", region="fr-fr") == "ddgs fr-fr"
+    a, b = "http://a.example:8888", "http://b.example:8888"
+    assert first_hit(search="searxng", searxng_url=a) == f"{a} all"
+    assert first_hit(search="searxng", searxng_url=b) == f"{b} all"
+    assert first_hit(search="searxng", searxng_url=a, region="fr-fr") == f"{a} fr-FR"
+    assert len(calls) == 5
+    assert first_hit(search="ddgs", region="fr-fr") == "ddgs fr-fr"  # the same search again: from the cache
+    assert first_hit(search="searxng", searxng_url=b + "/") == f"{b} all"
+    assert len(calls) == 5

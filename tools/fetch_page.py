@@ -13,6 +13,7 @@ from assistant.events import PageRead
 from assistant.passages import rank_passages, split_passages
 from assistant.tools.context import Passage, ToolContext, ToolResult, ToolRetry
 from assistant.web import fetch_page as fetch
+from assistant.web import page_key
 
 
 def fetch_page(ctx: ToolContext, url: str) -> Generator[PageRead, None, ToolResult]:
@@ -42,7 +43,7 @@ def read_passages(
     """Fetch `url` (or take it from the cache) and return its best passages for the question and `query`;
     None if it could not be read. What happened (a network read, a failure, a page cut at the cap) is added to
     `result`, the call's own account."""
-    cached = ctx.cache.get("page", url) if ctx.cache else None
+    cached = ctx.cache.get("page", page_key(url, ctx.policy)) if ctx.cache else None
     if cached is None:
         result.pages_read += 1
         try:
@@ -55,7 +56,7 @@ def read_passages(
             result.notes.append(f"read only the first {page.bytes:,} bytes of {url}: the page is longer than the cap")
         cached = {"title": page.title, "text": page.text, "url": page.final_url}
         if ctx.cache:
-            ctx.cache.put("page", url, cached)
+            ctx.cache.put("page", page_key(url, ctx.policy), cached)
     chunks = split_passages(cached["text"])
     if not chunks:
         result.failures.append(f"{url} has no readable text")

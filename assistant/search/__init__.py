@@ -13,7 +13,6 @@ cool-down (assistant/search/retry.py); the next backend of the chain answers mea
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable
 from dataclasses import asdict
 from importlib.metadata import entry_points
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from assistant.errors import AssistantError, SearchError
 from assistant.search.base import SearchBackend, SearchOutcome, SearchResult, TransientSearchError
-from assistant.search.cache import Cache
+from assistant.search.cache import Cache, search_key
 from assistant.search.retry import Breaker, Retry
 
 if TYPE_CHECKING:
@@ -84,7 +83,9 @@ class FallbackSearch:
         """Results from the first backend that finds any, and who failed; SearchError only if every one failed."""
         failures: list[str] = []
         for backend in self.backends:
-            key = json.dumps([backend.name, query, max_results], ensure_ascii=False)
+            # Web backends declare where they search (instance, region); a backend without them is keyed by name.
+            where = {"instance": getattr(backend, "instance", ""), "region": getattr(backend, "region", "")}
+            key = search_key(backend.name, query, max_results, **where)
             results = self._cached(backend, key)
             if results is None:
                 skipped = self.breaker.skip(backend.name)

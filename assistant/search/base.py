@@ -46,7 +46,10 @@ class TransientSearchError(SearchError):
 
 @runtime_checkable
 class SearchBackend(Protocol):
-    """What the loop needs of a search engine. Failures raise `assistant.errors.SearchError`."""
+    """What the loop needs of a search engine. Failures raise `assistant.errors.SearchError`.
+
+    A web backend also has `instance` (the server it asks, "" for none) and `region`: with its name, the query and
+    the count they key its cached results. `cacheable = False` keeps a backend out of the cache."""
 
     name: str
 

@@ -5,7 +5,9 @@
 
 The cache is a convenience, never a failure: a corrupt file is moved aside and a fresh one created, and a
 cache that cannot be written at all (read-only disk) turns itself off with a logged warning.
-ttl=0 disables it.
+ttl=0 disables it. A key holds everything that decides the value: `search_key` the engine, its instance, the
+region, the query and the count (a French search must not get the world-wide answer); a page's key, in
+assistant/web.py, also the addresses its fetch policy could reach.
 """
 
 from __future__ import annotations
@@ -25,6 +27,11 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS entries (kind TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, "
     "stored_at REAL NOT NULL, PRIMARY KEY (kind, key))"
 )
+
+
+def search_key(backend: str, query: str, max_results: int, *, instance: str = "", region: str = "") -> str:
+    """The cache key of a web search: the engine, its instance (a SearXNG URL), the region, the query and the count."""
+    return json.dumps([backend, instance, region, query, max_results], ensure_ascii=False)
 
 
 class Cache:

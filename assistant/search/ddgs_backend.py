@@ -25,6 +25,7 @@ class DDGSSearch:
     """`ddgs` text search; every ddgs failure becomes a `SearchError` saying what happened."""
 
     name = "ddgs"
+    instance = ""  # ddgs asks its engines itself: no server of ours
 
     def __init__(self, region: str = "wt-wt", timeout: float = 10.0):
         self.region = _NO_REGION.get(region.lower(), region.lower())

@@ -62,6 +62,7 @@ class SearxngSearch:
     def __init__(self, base_url: str, region: str = "wt-wt", timeout: float = 10.0):
         self.base_url = base_url.rstrip("/")
         self.language = searxng_language(region)
+        self.instance, self.region = self.base_url, self.language  # what its cached results are keyed by
         self.timeout = timeout
 
     def search(self, query: str, max_results: int = 5) -> list[SearchResult]:
