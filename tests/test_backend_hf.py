@@ -135,7 +135,8 @@ def test_stream_yields_deltas_then_one_completion(backend: TransformersBackend) 
     assert deltas and all(isinstance(d, str) for d in deltas)
     assert isinstance(done, Completion)
     assert done.text == "".join(d for d in deltas if isinstance(d, str))
-    assert done.usage.prompt_tokens == backend.count_tokens(backend.render(MESSAGES))
+    whole = backend.tokenizer(backend.render(MESSAGES), add_special_tokens=False)["input_ids"]
+    assert done.usage.prompt_tokens == len(backend.prompt_ids(MESSAGES)) == len(whole)
     assert done.usage.completion_tokens == 8
     assert done.finish_reason == "length"
     assert done.prefill_s > 0 and done.decode_s > 0

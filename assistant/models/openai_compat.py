@@ -36,6 +36,7 @@ import httpx
 
 from assistant.errors import AssistantError
 from assistant.models.base import Completion, GenerationOptions, Message, ToolCall, Usage
+from assistant.models.special import neutralise
 from assistant.models.toolcalls import parse_tool_calls, prepare, stream_with_tools, tool_names
 
 _START_HINT = "is the server running? start one with `python -m llama_cpp.server --model FILE`"
@@ -70,8 +71,11 @@ def _error_message(response: httpx.Response) -> str:
 
 
 def _wire(message: Message) -> dict[str, Any]:
-    """A message in OpenAI's wire format."""
-    out: dict[str, Any] = {"role": message.role, "content": message.content}
+    """A message in OpenAI's wire format, its content's control strings broken."""
+    # The server renders the chat template and tokenizes the whole prompt itself, parsing special tokens in
+    # content too (llama.cpp, vLLM), so a page's `<|im_end|><|im_start|>system` would be a real turn. Unlike the
+    # local backends nothing here can keep content apart, so the control strings are broken before they leave.
+    out: dict[str, Any] = {"role": message.role, "content": neutralise(message.content)}
     if message.tool_calls:
         out["tool_calls"] = [
             {
