@@ -88,4 +88,12 @@ def load_model(settings: Settings, spec: ModelSpec | None = None) -> ModelBacken
         return TransformersBackend(spec.target, n_ctx=settings.n_ctx)
     from assistant.models.openai_compat import OpenAIBackend
 
-    return OpenAIBackend(settings.base_url or "", model=spec.target, api_key=settings.api_key)
+    # A preset's GGUF on this machine holds the served model's vocabulary: tokens are counted without a request.
+    vocab = local_path(spec.preset) if spec.preset else None
+    return OpenAIBackend(
+        settings.base_url or "",
+        model=spec.target,
+        api_key=settings.api_key,
+        context_length=settings.n_ctx,
+        tokenizer=vocab,
+    )
