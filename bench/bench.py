@@ -43,7 +43,7 @@ def speed(path: str, threads: int, decode_tokens: int) -> dict[str, float]:
     out["project_prefill"] = done.usage.prompt_tokens / done.prefill_s
     out["project_decode"] = (done.usage.completion_tokens - 1) / done.decode_s
     out["prompt_tokens"] = done.usage.prompt_tokens
-    tokens = backend.llm.tokenize(backend.render(messages).encode(), add_bos=False, special=True)
+    tokens = backend.prompt_ids(messages)
     backend.close()
 
     llm = llama_cpp.Llama(model_path=path, n_ctx=2048, n_threads=threads, n_threads_batch=threads, verbose=False)

@@ -82,7 +82,7 @@ def peak_memory_gb(device: str) -> float:
 def prompt_of(backend: TransformersBackend, tokens: int) -> list[Message]:
     """A user message whose rendered prompt is about `tokens` long."""
     filler = backend.tokenizer(TEXT * (tokens // 10 + 1), add_special_tokens=False)["input_ids"]
-    overhead = backend.count_tokens(backend.render([Message("user", "")]))
+    overhead = len(backend.prompt_ids([Message("user", "")]))
     return [Message("user", backend.tokenizer.decode(filler[: tokens - overhead]))]
 
 
@@ -102,7 +102,7 @@ def streamer(backend: TransformersBackend, messages: list[Message], new_tokens: 
             stamps.append(time.perf_counter())
             super().put(value)
 
-    ids = backend.tokenizer(backend.render(messages), add_special_tokens=False, return_tensors="pt")["input_ids"]
+    ids = torch.tensor([backend.prompt_ids(messages)])
     stream = Timed(backend.tokenizer, skip_prompt=True, skip_special_tokens=True)
     kwargs = {
         "max_new_tokens": new_tokens,

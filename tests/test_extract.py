@@ -221,7 +221,7 @@ def test_extract_json_tool_returns_the_json_and_is_not_offered_to_the_qa_loop(fa
     tool = all_tools()["extract_json"]
     assert tool.spec()["function"]["parameters"]["required"] == ["text", "schema"]
     fake_model.enqueue('{"founder": "Stockholm University", "founded": 1963}')
-    passages = tool(ctx_with(fake_model), {"text": GRENNA, "schema": "founder:str, founded:int"})
+    passages = tool(ctx_with(fake_model), {"text": GRENNA, "schema": "founder:str, founded:int"}).passages
     assert json.loads(passages[0].text) == {"founder": "Stockholm University", "founded": 1963}
     assert passages[0].id.startswith("extract_json:")
 
@@ -242,7 +242,8 @@ def test_extract_json_tool_failures_are_observations(fake_model):
 def test_extract_json_tool_output_is_capped_with_a_marker(fake_model):
     names = [f"person{i}" for i in range(400)]  # one piece: no spaces
     fake_model.enqueue(json.dumps({"items": [{"name": n} for n in names]}, separators=(",", ":")))
-    passages = all_tools()["extract_json"](ctx_with(fake_model), {"text": GRENNA, "schema": "name:str", "many": True})
+    arguments = {"text": GRENNA, "schema": "name:str", "many": True}
+    passages = all_tools()["extract_json"](ctx_with(fake_model), arguments).passages
     assert len(passages[0].text) < 4100 and passages[0].text.endswith("more characters]")
     assert "[truncated: " in passages[0].text
 

@@ -125,7 +125,15 @@ def _transformers(settings: Settings, spec: ModelSpec) -> ModelBackend:
 def _openai(settings: Settings, spec: ModelSpec) -> ModelBackend:
     from assistant.models.openai_compat import OpenAIBackend
 
-    return OpenAIBackend(settings.base_url or "", model=spec.target, api_key=settings.api_key)
+    # A preset's GGUF on this machine holds the served model's vocabulary: tokens are counted without a request.
+    vocab = local_path(spec.preset) if spec.preset else None
+    return OpenAIBackend(
+        settings.base_url or "",
+        model=spec.target,
+        api_key=settings.api_key,
+        context_length=settings.n_ctx,
+        tokenizer=vocab,
+    )
 
 
 BUILT_IN: dict[str, Loader] = {"llama-cpp": _llama_cpp, "transformers": _transformers, "openai": _openai}

@@ -3,12 +3,14 @@
     from assistant.models.hf import TransformersBackend
     model = TransformersBackend("microsoft/Phi-3-mini-4k-instruct")   # or TransformersBackend("/models/phi3")
 
-The prompt is the tokenizer's own chat template. Decoding is a manual token loop over the KV cache in the
-caller's thread: faster than `generate` with a `TextIteratorStreamer` in a thread (82 vs 51 tok/s on a 50M
-toy on CPU; the thread itself is most of the gap), and it stops when the consumer does. transformers has no
-grammar built in, so a JSON schema (constrained output, a forced tool call) is asked for in the system prompt
-but not enforced: the caller validates and retries. On CPU this backend works but is slow; the llama-cpp
-backend with a GGUF is the one to use there. Benchmark: `python bench/bench_hf.py --help`.
+The prompt is the tokenizer's own chat template; only its own text is parsed for special tokens, message content
+never is (see `assistant.models.special`), so a page cannot write `<|end|>` and end a turn. Decoding is a
+manual token loop over the KV cache in the caller's thread: faster than `generate` with a
+`TextIteratorStreamer` in a thread (82 vs 51 tok/s on a 50M toy on CPU; the thread itself is most of the gap),
+and it stops when the consumer does. transformers has no grammar built in, so a JSON schema (constrained
+output, a forced tool call) is asked for in the system prompt but not enforced: the caller validates and
+retries. On CPU this backend works but is slow; the llama-cpp backend with a GGUF is the one to use there.
+Benchmark: `python bench/bench_hf.py --help`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 
 from assistant.errors import AssistantError, MissingExtra
 from assistant.models.base import Completion, GenerationOptions, Message, Usage
+from assistant.models.special import Piece, split_prompt
 from assistant.models.toolcalls import prepare, stream_with_tools
 
 log = logging.getLogger(__name__)
@@ -184,11 +187,22 @@ class TransformersBackend:
         return ids
 
     def count_tokens(self, text: str) -> int:
-        """Tokens `text` costs in this model's vocabulary."""
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        """Tokens `text` costs in this model's vocabulary, as message content (control strings in it stay text)."""
+        return len(self._encode(text, content=True))
 
     def render(self, messages: list[Message], options: GenerationOptions | None = None) -> str:
         """The exact prompt text the model sees for `messages` (chat template, tools, schema instruction)."""
+        return "".join(piece.text for piece in self._pieces(messages, options))
+
+    def prompt_ids(self, messages: list[Message], options: GenerationOptions | None = None) -> list[int]:
+        """The prompt's token ids: the template's text is parsed for special tokens, message content never."""
+        return [i for piece in self._pieces(messages, options) for i in self._encode(piece.text, piece.content)]
+
+    def _encode(self, text: str, content: bool) -> list[int]:
+        # split_special_tokens: `<|end|>` in content is encoded as the characters it is made of.
+        return list(self.tokenizer(text, add_special_tokens=False, split_special_tokens=content)["input_ids"])
+
+    def _pieces(self, messages: list[Message], options: GenerationOptions | None) -> list[Piece]:
         plain, schema = prepare(messages, options or GenerationOptions())
         chat = [{"role": m.role, "content": m.content} for m in plain]
         if schema is not None:
@@ -197,16 +211,20 @@ class TransformersBackend:
                 chat[0]["content"] += "\n\n" + note
             else:
                 chat.insert(0, {"role": "system", "content": note})
-        return self.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+
+        def render(contents: list[str]) -> str:
+            turns = [{"role": turn["role"], "content": text} for turn, text in zip(chat, contents, strict=True)]
+            return str(self.tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True))
+
+        return split_prompt(render, [turn["content"] for turn in chat])
 
     def stream(self, messages: list[Message], options: GenerationOptions) -> Iterator[str | Completion]:
         """Yield text deltas, then one `Completion` (tool calls parsed by `stream_with_tools`)."""
-        return stream_with_tools(self._raw(self.render(messages, options), options), options)
+        return stream_with_tools(self._raw(self.prompt_ids(messages, options), options), options)
 
-    def _raw(self, prompt: str, options: GenerationOptions) -> Iterator[str | Completion]:
+    def _raw(self, ids: list[int], options: GenerationOptions) -> Iterator[str | Completion]:
         """The token loop: prefill, then one token at a time over the KV cache; text deltas, then a Completion."""
         torch = self._torch
-        ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
         budget = max(1, self.context_length - min(options.max_tokens, self.context_length // 2))
         if len(ids) > budget:
             log.warning("prompt of %d tokens cut to the last %d to fit the context", len(ids), budget)

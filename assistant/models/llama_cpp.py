@@ -2,7 +2,9 @@
 
 The chat format comes from the GGUF's own template (`tokenizer.chat_template`); Phi-3's format is built in for
 files that lack one. Prompts are rendered and tokenized here, so prompt-token counts are exact and the KV cache
-is reused across steps that share a prefix. JSON-schema constraints become llama.cpp grammars.
+is reused across steps that share a prefix. Only the template's own text is parsed for special tokens; message
+content never is (see `assistant.models.special`), so a page cannot write `<|im_end|>` and end a turn.
+JSON-schema constraints become llama.cpp grammars.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 from assistant.errors import AssistantError, MissingExtra
 from assistant.models.base import Completion, GenerationOptions, Message, Usage
+from assistant.models.special import Piece, split_prompt
 from assistant.models.toolcalls import prepare, stream_with_tools
 
 # Phi-3-mini-4k-instruct's template: <|user|>\n…<|end|>\n<|assistant|>\n (system folded in as its own turn).
@@ -87,27 +90,40 @@ class LlamaCppBackend:
         if not template:
             raise AssistantError(f"{path.name} has no chat template — pass one with chat_template='chatml'|'phi-3'")
         self.eos_token_id = self.llm.token_eos()
+        eos_text = self._token_text(self.eos_token_id)
         self.formatter = Jinja2ChatFormatter(
             template=template,
-            eos_token=self._token_text(self.eos_token_id),
+            eos_token=eos_text,
             bos_token=self._token_text(self.llm.token_bos()),
             stop_token_ids=[self.eos_token_id],
         )
+        self.stop = [eos_text]  # the stop strings Jinja2ChatFormatter gives for every prompt
 
     def _token_text(self, token: int) -> str:
         return self.llm._model.token_get_text(token) if token >= 0 else ""
 
     def render(self, messages: list[Message]) -> str:
         """The prompt text the chat template makes of `messages` (generation prompt included)."""
-        return self._format(messages).prompt
+        return "".join(piece.text for piece in self._pieces(messages))
 
-    def _format(self, messages: list[Message]) -> Any:
-        turns: list[Any] = [{"role": m.role, "content": m.content} for m in messages]
-        return self.formatter(messages=turns)
+    def prompt_ids(self, messages: list[Message]) -> list[int]:
+        """The prompt's token ids: the template's text is parsed for special tokens, message content never."""
+        ids: list[int] = []
+        for piece in self._pieces(messages):
+            # No BOS is added: templates that want one write `bos_token` themselves.
+            ids += self.llm.tokenize(piece.text.encode("utf-8"), add_bos=False, special=not piece.content)
+        return ids
+
+    def _pieces(self, messages: list[Message]) -> list[Piece]:
+        def render(contents: list[str]) -> str:
+            turns: list[Any] = [{"role": m.role, "content": c} for m, c in zip(messages, contents, strict=True)]
+            return str(self.formatter(messages=turns).prompt)
+
+        return split_prompt(render, [m.content for m in messages])
 
     def count_tokens(self, text: str) -> int:
-        """Tokens `text` costs in this vocabulary."""
-        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+        """Tokens `text` costs in this vocabulary, as message content (control strings in it stay text)."""
+        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
     def stream(self, messages: list[Message], options: GenerationOptions) -> Iterator[str | Completion]:
         """Yield answer text deltas, then one Completion (tool calls parsed, tokens and timings counted)."""
@@ -115,15 +131,13 @@ class LlamaCppBackend:
 
     def _raw(self, messages: list[Message], options: GenerationOptions) -> Iterator[str | Completion]:
         plain, schema = prepare(messages, options)
-        formatted = self._format(plain)
-        tokens = self.llm.tokenize(formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True)
+        tokens = self.prompt_ids(plain)
         budget = self.context_length - len(tokens)
         if budget < 16:
             raise AssistantError(
                 f"the prompt ({len(tokens)} tokens) does not fit the context window ({self.context_length}); "
                 "lower --context-tokens or raise --n-ctx"
             )
-        stop = [s for s in ([formatted.stop] if isinstance(formatted.stop, str) else formatted.stop or [])]
         grammar = None
         if schema is not None:
             from llama_cpp import LlamaGrammar
@@ -139,7 +153,7 @@ class LlamaCppBackend:
             tokens,
             max_tokens=min(options.max_tokens, budget),
             temperature=options.temperature,
-            stop=stop + options.stop,
+            stop=self.stop + options.stop,
             grammar=grammar,
             stream=True,
             seed=options.seed if options.seed is not None else 0,

@@ -20,6 +20,10 @@ them cannot be told apart from a model that chose not to call one:
 Either way the answer text goes through `stream_with_tools`, so a model that writes its call as JSON in the
 content is still understood; calls the server itself reports win over anything parsed from text.
 
+Token counts (the loop's budgets ask for dozens per question) come from a local copy of the vocabulary when
+one is known, a GGUF of the served model (`tokenizer=`; `load_model` passes the preset's file when it is
+here), else from the server's tokenize endpoint, each distinct text asked once and kept in an LRU cache.
+
 JSON schemas are sent as OpenAI's `{"type": "json_schema", ...}`. llama-cpp-python only knows
 `{"type": "json_object", "schema": ...}` and answers the other with HTTP 500, so after any refusal of a
 request that carried a schema the backend retries once in that form and, if it is accepted, keeps using it.
@@ -29,13 +33,16 @@ from __future__ import annotations
 
 import json
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from assistant.errors import AssistantError
 from assistant.models.base import Completion, GenerationOptions, Message, ToolCall, Usage
+from assistant.models.special import neutralise
 from assistant.models.toolcalls import parse_tool_calls, prepare, stream_with_tools, tool_names
 
 _START_HINT = "is the server running? start one with `python -m llama_cpp.server --model FILE`"
@@ -45,6 +52,7 @@ _TOKENIZE_ROUTES: list[tuple[str, str, Any]] = [
     ("/extras/tokenize/count", "input", lambda r: r["count"]),  # llama-cpp-python's server
 ]
 _PER_MESSAGE_TOKENS = 4  # what a chat template adds around each message (role markers, separators)
+_COUNT_CACHE = 4096  # distinct texts whose server counts are kept: a few questions' passages, prompts, history
 
 
 def _one_line(text: Any, limit: int = 300) -> str:
@@ -69,9 +77,24 @@ def _error_message(response: httpx.Response) -> str:
         return _one_line(response.text or response.reason_phrase)
 
 
+def _load_vocab(path: str | Path) -> Any:
+    """The vocabulary of a GGUF file (no weights), or None where llama-cpp-python is not installed."""
+    try:
+        import llama_cpp
+    except ImportError:
+        return None  # the server counts instead: slower, not wrong
+    try:
+        return llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+    except ValueError as e:  # llama-cpp-python raises ValueError for unreadable files
+        raise AssistantError(f"cannot read the vocabulary of {path}: not a valid GGUF model ({e})") from None
+
+
 def _wire(message: Message) -> dict[str, Any]:
-    """A message in OpenAI's wire format."""
-    out: dict[str, Any] = {"role": message.role, "content": message.content}
+    """A message in OpenAI's wire format, its content's control strings broken."""
+    # The server renders the chat template and tokenizes the whole prompt itself, parsing special tokens in
+    # content too (llama.cpp, vLLM), so a page's `<|im_end|><|im_start|>system` would be a real turn. Unlike the
+    # local backends nothing here can keep content apart, so the control strings are broken before they leave.
+    out: dict[str, Any] = {"role": message.role, "content": neutralise(message.content)}
     if message.tool_calls:
         out["tool_calls"] = [
             {
@@ -92,7 +115,6 @@ class OpenAIBackend:
     supports_tools = True
     supports_schema = True  # response_format with a JSON schema
     grammar_from_schema = False
-    counts_tokens_locally = False  # the server tokenizes
 
     def __init__(
         self,
@@ -103,6 +125,7 @@ class OpenAIBackend:
         context_length: int = 4096,
         *,
         native_tools: bool = True,
+        tokenizer: str | Path | None = None,
     ):
         self.base_url = base_url.rstrip("/")
         self.root = self.base_url.removesuffix("/v1")
@@ -114,9 +137,27 @@ class OpenAIBackend:
         self.client = httpx.Client(headers=headers, timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)))
         self._schema_form = "json_schema"  # becomes "json_object" once a server refuses the OpenAI form
         self._tokenize_routes = list(_TOKENIZE_ROUTES)  # narrowed to the one that works, or to none
+        self._vocab = _load_vocab(tokenizer) if tokenizer else None
+        self.counts_tokens_locally = self._vocab is not None  # else the server counts, once per distinct text
+        self._counts: OrderedDict[str, int] = OrderedDict()
 
     def count_tokens(self, text: str) -> int:
-        """Tokens `text` costs, from the server's tokenizer when it has an endpoint, else estimated."""
+        """Tokens `text` costs: counted locally when the vocabulary is here, else asked of the server once."""
+        if self._vocab is not None:
+            return len(self._vocab.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+        if text in self._counts:
+            self._counts.move_to_end(text)
+            return self._counts[text]
+        count = self._server_count(text)
+        if count is not None:
+            self._counts[text] = count
+            if len(self._counts) > _COUNT_CACHE:
+                self._counts.popitem(last=False)
+            return count
+        return len(text) // 4 + 1
+
+    def _server_count(self, text: str) -> int | None:
+        """The server's count of `text`, or None where it has no tokenize endpoint or cannot be reached."""
         for route in list(self._tokenize_routes):
             path, key, read = route
             try:
@@ -124,13 +165,13 @@ class OpenAIBackend:
                 response.raise_for_status()
                 count = int(read(response.json()))
             except httpx.TransportError:
-                break  # unreachable right now: estimate this once, ask again next time
+                return None  # unreachable right now: estimate this once, ask again next time
             except (httpx.HTTPStatusError, ValueError, KeyError, TypeError):
                 self._tokenize_routes.remove(route)
                 continue
             self._tokenize_routes = [route]
             return count
-        return len(text) // 4 + 1
+        return None
 
     def stream(self, messages: list[Message], options: GenerationOptions) -> Iterator[str | Completion]:
         """Yield answer text deltas, then one Completion (tool calls, tokens and timings)."""
