@@ -139,7 +139,10 @@ def batch(
 def eval_(
     dataset: Annotated[Path, typer.Argument(help="TriviaQA .json, or .jsonl of {question, answers|golden_answers}.")],
     settings: Settings,
-    mode: Annotated[str, typer.Option("--mode", help="closed | rag | search | both (closed+search) | all.")] = "both",
+    mode: Annotated[
+        str,
+        typer.Option("--mode", help="closed | plain | rag | search | both (closed+search) | all, or plain,rag,search."),
+    ] = "both",
     limit: Annotated[int | None, typer.Option("--limit", "-n", min=1, help="Only this many questions.")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Pick --limit questions at random with this seed.")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for results and report.")] = None,

@@ -1,8 +1,10 @@
 """Evaluate the assistant on a QA dataset in up to three modes, resumably: `assistant eval DATASET --mode all`.
 
-Modes, all with the same model: `closed` answers from the model alone; `rag` is the naive baseline (search once
-with the question, answer from the top passages); `search` is the agent loop as the settings run it (multi-step
-for models trusted with tools, else the same as rag). Each (question, mode) becomes one row of
+Modes, all with the same model: `closed` answers from the model alone; `plain` is the reference a researcher's
+30-line script would be (assistant/baseline.py: top 3 passages, one fixed prompt, the first line of the reply);
+`rag` is the project's own answering step after one search with the question; `search` is the agent loop as the
+settings run it (multi-step for models trusted with tools, else the same as rag). `--mode plain,rag,search`
+names modes one by one. Each (question, mode) becomes one row of
 `DIR/results.jsonl` as soon as it is answered; re-running the same command skips the rows already there (the
 log is the one `assistant batch` uses: kill-safe, locked). `DIR/run.json` records what the run measures (model,
 search, and every setting that changes answers), and a resumed run must match it; it is checked, or written,
@@ -30,8 +32,13 @@ from assistant.events import Answer, Source, ToolReturned
 from assistant.resultlog import ResultLog
 from assistant.runner import Assistant
 
-# mode -> (search, multi) for Assistant.ask: multi None follows the settings
-MODES: dict[str, tuple[bool, bool | None]] = {"closed": (False, None), "rag": (True, False), "search": (True, None)}
+# mode -> (search, multi) for Assistant.ask: multi None follows the settings; plain is Assistant.baseline
+MODES: dict[str, tuple[bool, bool | None]] = {
+    "closed": (False, None),
+    "plain": (True, False),
+    "rag": (True, False),
+    "search": (True, None),
+}
 MODE_SETS = {
     "closed": ["closed"],
     "rag": ["rag"],
@@ -76,9 +83,13 @@ class EvalItem:
 
 def modes_for(name: str) -> list[str]:
     """The modes `--mode NAME` runs."""
-    if name not in MODE_SETS:
-        raise AssistantError(f"unknown --mode {name!r} — one of: {', '.join(MODE_SETS)}")
-    return MODE_SETS[name]
+    if name in MODE_SETS:
+        return MODE_SETS[name]
+    named = [m.strip() for m in name.split(",") if m.strip()]
+    if not named or any(m not in MODES for m in named):
+        choices = ", ".join([*MODE_SETS, *(m for m in MODES if m not in MODE_SETS)])
+        raise AssistantError(f"unknown --mode {name!r} — one of: {choices}, or a list such as plain,rag,search")
+    return [m for m in MODES if m in named]  # in the order of MODES, each once
 
 
 def eval_row(assistant: Assistant, task: QATask, item: EvalItem) -> dict[str, Any]:
@@ -87,7 +98,10 @@ def eval_row(assistant: Assistant, task: QATask, item: EvalItem) -> dict[str, An
     found: dict[int, Source] = {}
     final = None
     start = time.perf_counter()
-    for event in assistant.ask(item.example.question, search=search, multi=multi):
+    question = item.example.question
+    plain = item.mode == "plain"
+    events = assistant.baseline(question) if plain else assistant.ask(question, search=search, multi=multi)
+    for event in events:
         if isinstance(event, ToolReturned):
             found.update((s.n, s) for s in event.sources)
         elif isinstance(event, Answer):

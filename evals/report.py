@@ -21,7 +21,8 @@ from typing import Any
 from assistant.evals.scoring import paired_bootstrap
 
 METRICS = ("em", "f1", "match")
-PAIRS = (("search", "closed"), ("search", "rag"), ("rag", "closed"))  # (better?, baseline)
+# (better?, baseline): plain is the reference retrieve-then-answer script (assistant/baseline.py)
+PAIRS = (("search", "closed"), ("search", "rag"), ("rag", "closed"), ("rag", "plain"), ("search", "plain"))
 BOOTSTRAP = {"samples": 2000, "seed": 0}
 
 
@@ -222,5 +223,5 @@ if __name__ == "__main__":  # pragma: no cover
     if config is None:
         sys.exit(f"error: {folder / 'run.json'} not found — pass the --out folder of an `assistant eval` run")
     rows = [json.loads(line) for line in (folder / "results.jsonl").read_text(encoding="utf-8").splitlines() if line]
-    modes = [m for m in ("closed", "rag", "search") if any(r["mode"] == m for r in rows)]
+    modes = [m for m in ("closed", "plain", "rag", "search") if any(r["mode"] == m for r in rows)]
     print(markdown(write_report(folder, rows, modes, config)), end="")

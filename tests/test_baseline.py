@@ -55,3 +55,22 @@ def test_plain_sends_the_baseline_prompt_with_the_top_three_passages(fake_model,
 )
 def test_the_first_non_empty_line_is_kept_without_answer_and_trailing_periods(reply: str, kept: str):
     assert first_line(reply) == kept
+
+
+def test_eval_plain_mode_scores_the_baseline_beside_rag_and_reports_the_pairing(fake_model, index: Path, tmp_path):
+    from assistant.batch import PerThread
+    from assistant.evals.datasets import load_dataset
+    from assistant.evals.report import summarize
+    from assistant.evaluate import EvalRun, modes_for
+
+    dataset = tmp_path / "q.jsonl"
+    dataset.write_text(f'{{"id": "trent", "question": "{QUESTION}", "answers": ["Trent", "River Trent"]}}\n')
+    assistant = Assistant.from_settings(load_settings(search="local", index=index, lang="en"), model=fake_model)
+    fake_model.enqueue("River Trent.", "Answer: the Humber [1]")  # plain first: modes run one after the other
+    modes = modes_for("plain,rag")
+    rows = EvalRun(load_dataset(dataset), modes, tmp_path / "run", PerThread(lambda: assistant, [assistant])).run()
+    by_mode = {r["mode"]: r for r in rows}
+    assert modes == ["plain", "rag"] and by_mode["plain"]["em"] == 1.0 and by_mode["rag"]["em"] == 0.0
+    assert by_mode["plain"]["answer_in_context"] is True and by_mode["plain"]["sources"] == []
+    assert fake_model.history[0][0][0].content == SYSTEM, "the plain row was answered by the baseline's prompt"
+    assert summarize(rows, modes, {})["uplift"]["rag_vs_plain"]["em"]["mean"] == -100.0
