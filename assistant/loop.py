@@ -5,9 +5,9 @@ first step (small models choose tools poorly), so step one is naive retrieve-the
 multi-step mode an answer that no shown source supports (or "unknown") earns another step: the model picks the
 next call itself (web_search with a new query, or fetch_page on a source), decoded under a grammar that admits
 only valid calls, and answers again from old and new sources. The last step always answers, and so does a step
-after a call that found nothing new. Measured on 60 TriviaQA questions with Qwen2.5-Coder-1.5B, letting the
-model answer "unknown" instead cost 3 EM points against naive RAG (it hedged on answers it had), so the trigger
-is a check of the answer against the sources, not the model's say-so. A bad call becomes a note, never a crash.
+after a call that found nothing new. The trigger is a check of the answer against the sources, not the model's
+say-so ("unknown"), a choice made on 60 TriviaQA questions in a run whose rows and commit were not kept, so no
+figure is published. A bad call becomes a note, never a crash.
 In a chat, `history` holds the earlier turns: the newest that fit the window beside the sources and the answer
 go into every prompt, and a follow-up is searched with a standalone query (prompting.standalone_query).
 """

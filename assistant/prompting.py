@@ -99,8 +99,9 @@ def search_messages(
 ) -> list[Message]:
     """The messages of one answering step (after the earlier turns of a chat, if any).
 
-    `example` shows the reply's shape by example ("Paris [2]"): 1.5B models need it (TriviaQA EM 11/20 with it,
-    1/20 without, on questions 200-219 of wiki-dev300), while SmolLM2-135M copies it as its answer."""
+    `example` shows the reply's shape by example ("Paris [2]"), for 1.5B models; SmolLM2-135M copies it as its
+    answer. The format was chosen on 20 TriviaQA questions with a script not kept in the repository, so its
+    figure is not published."""
     parts = [render_sources(sources)] if sources else ["(no sources found)"]
     parts += notes
     parts += [f"Question: {question}", prompts.text("answer_example" if example else "answer_format")]

@@ -58,8 +58,8 @@ LANGUAGES: dict[str, tuple[str, str]] = {
 }
 # Presets trained on many languages, best first (Qwen2.5: 29+ languages); Phi-3-mini and SmolLM2 are mainly English.
 MULTILINGUAL = ("qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b")
-# Built-in routes ask in the question's language with prompts/<lang>.md where it exists
-# (docs/results.md, "Per-language routing").
+# Built-in routes ask in the question's language with prompts/<lang>.md where it exists. The runs that chose this
+# were not kept with their code (docs/results.md, "Removed"): a choice to measure again, not a measured result.
 IN_LANGUAGE_PROMPTS = True
 
 

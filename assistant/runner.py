@@ -66,9 +66,11 @@ class Assistant:
         single; with multi, whenever its backend can call tools; with auto, only a preset trusted with tools
         (SmolLM2 is not; nor is a model of unknown kind).
 
-        Measured (docs/results.md): Qwen-1.5B's multi-step loop never scored below searching once and gained a
-        little (TriviaQA, 100 questions: EM +1.0 [0, 3.0]; HotpotQA, 50: F1 +1.7 [0, 5.1]) at 1.36-1.38x its
-        prompt tokens."""
+        Qwen-1.5B against searching once, per question (rows in docs/runs/tqa300-qwen15, first 100 TriviaQA, and
+        hotpot50-qwen15, first 50 HotpotQA; written by two code versions, so unpublished until re-run, see
+        docs/results.md "Removed"): never lower on EM (TriviaQA +1.0 [0, 3.0], HotpotQA +0.0), but lower on F1
+        for one TriviaQA question (0.35 against 0.27; mean F1 +0.8 [-0.2, 2.1]; HotpotQA F1 +1.7 [0, 5.1]), at
+        1.36x and 1.37x its prompt tokens."""
         spec, model = spec or self.spec, model or self.model
         if self.settings.loop == "single" or not model.supports_tools:
             return False
