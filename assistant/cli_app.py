@@ -43,7 +43,7 @@ def fails_cleanly(fn: F) -> F:
             err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)  # a path may hold "[/x]"
             raise typer.Exit(1) from None
 
-    return wrapper  # type: ignore[return-value]
+    return cast(F, wrapper)
 
 
 # How the flags are shown: short names, and the --help panel of each field (the rest go to "Search").
