@@ -1,7 +1,8 @@
 """Parsing replies into short answer, explanation and citations."""
 
+from assistant.events import Source
 from assistant.models.toolcalls import parse_tool_calls
-from assistant.prompting import abstained, parse_answer
+from assistant.prompting import abstained, attribute, parse_answer
 
 
 def test_two_line_reply():
@@ -137,3 +138,36 @@ def test_abstentions_are_the_whole_reply():
         assert abstained(reply), reply
     question = "Who painted The Night Watch?"
     assert abstained(parse_answer("I don't know who painted The Night Watch.", set(), question).short_answer)
+
+
+def sources(*pages: tuple[str, str]) -> list[Source]:
+    return [Source(n, f"s{n}", title, text=text) for n, (title, text) in enumerate(pages, 1)]
+
+
+def test_an_uncited_answer_is_attributed_only_where_it_occurs_as_a_whole_phrase():
+    shown = sources(
+        ("Rock bands", "the Beatles were an English rock band formed in Liverpool in 1960."),
+        ("Abbey Road", "Abbey Road reached number 1 in the UK; John Lennon and Paul McCartney wrote most of it."),
+        ("Abbey Road", "Abbey Road was released in 1969, after Let It Be was recorded."),
+        ("Colombia", "A Parisian café; Bogotá is the capital of Colombia."),
+    )
+    question = "Who recorded the album Abbey Road?"
+    assert attribute("The Beatles", question, shown) == [1]
+    assert attribute("1969", "When was Abbey Road released?", shown) == [3]
+    assert attribute("Bogota", "What is the capital of Colombia?", shown) == [4]  # accents folded
+    assert attribute("the beatles.", question, shown) == [1]  # case and punctuation aside
+    assert attribute("1", "How high did Abbey Road chart?", shown) == []  # a digit is in any text
+    assert attribute("John Paul", question, shown) == []  # both words are in [2], but not as a phrase
+    assert attribute("Paris", "Where is the Louvre?", shown) == []  # "Parisian" is another word
+    assert attribute("The Who", question, shown) == []  # nothing beyond stop words and the question's words
+    assert attribute("Unknown", question, shown) == []
+
+
+def test_words_that_restate_the_question_are_dropped_before_matching():
+    # trivia-open.dev-586; the source is the start of Wikipedia's article on the album
+    question = "The boxer Sonny Liston appears on the cover of which Beatles album?"
+    text = "Sgt. Pepper's Lonely Hearts Club Band is the eighth studio album by the English rock band the Beatles."
+    shown = sources(("Sgt. Pepper's Lonely Hearts Club Band", text))
+    assert attribute("The Beatles' Sgt. Pepper's Lonely Hearts Club Band", question, shown) == [1]
+    assert attribute("Sgt. Pepper's Lonely Hearts Club Band, a Beatles album", question, shown) == [1]
+    assert attribute("Beatles album", question, shown) == []  # nothing left beyond the question
