@@ -217,19 +217,40 @@ def parse_answer(text: str, shown: set[int], question: str = "") -> ParsedAnswer
 
 
 def attribute(short_answer: str, question: str, sources: list[Source]) -> list[int]:
-    """Sources that support an uncited answer: they hold every content word it adds to the question."""
+    """Sources that support an uncited answer: each run of its words that does not restate the question occurs
+    in the source as a whole phrase (accents, case and punctuation aside), and the runs say something: a word
+    of two or more characters that is not a stop word, such as a name or a year. "1" or "the" is in any text and
+    supports nothing; "Bogota" supports "Bogotá"; "Paris" is not found in "Parisian"."""
     if abstained(short_answer):
         return []
-    novel = _folded(short_answer) - _folded(question) - STOP_WORDS
-    if not novel:
+    asked = set(_words(question))
+    runs: list[list[str]] = [[]]
+    for word in _words(short_answer):  # "Sgt. Pepper's ..., a Beatles album": the question named the Beatles
+        if word in asked:
+            runs.append([])
+        else:
+            runs[-1].append(word)
+    phrases = [" ".join(run) for run in map(_strip_stop_words, runs) if run]
+    if not any(len(w) > 1 and w not in STOP_WORDS for phrase in phrases for w in phrase.split()):
         return []
-    return [s.n for s in sources if novel <= _folded(f"{s.title} {s.text}")]
+    # A phrase cannot run from the title into the text: no word token is "|".
+    texts = [(s.n, f" {' '.join(_words(s.title))} | {' '.join(_words(s.text))} ") for s in sources]
+    return [n for n, text in texts if all(f" {phrase} " in text for phrase in phrases)]
 
 
-def _folded(text: str) -> set[str]:
-    """Word tokens without accents: "Bogota" supports "Bogotá"."""
-    plain = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
-    return set(tokenize(plain))
+def _words(text: str) -> list[str]:
+    """Word tokens without accents, case or punctuation: "Bogotá" and "bogota" are the same word."""
+    return tokenize("".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c)))
+
+
+def _strip_stop_words(run: list[str]) -> list[str]:
+    """The run without stop words at its ends: "in 1969" → "1969", "Bank of England" stays whole."""
+    start, end = 0, len(run)
+    while start < end and run[start] in STOP_WORDS:
+        start += 1
+    while end > start and run[end - 1] in STOP_WORDS:
+        end -= 1
+    return run[start:end]
 
 
 # --- earlier turns of a chat -----------------------------------------------------------------------------------
