@@ -158,6 +158,56 @@ def _cut(stream):
     return wrapped
 
 
+def test_every_array_is_bounded_in_the_grammar():
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    from assistant.extract import bound_arrays
+
+    schema = parse_fields("name:str, roles:list[str]")
+    wire = bound_arrays(Target(schema, many=True).wire, 40)
+    assert wire["properties"][MANY_KEY]["maxItems"] == 40
+    assert wire["properties"][MANY_KEY]["items"]["properties"]["roles"]["maxItems"] == 40
+    assert bound_arrays({"type": "array", "items": {"type": "integer"}, "maxItems": 3}, 40)["maxItems"] == 3
+    assert bound_arrays({"type": "array", "minItems": 50}, 40)["maxItems"] == 50  # never below what is required
+    assert Target(schema, many=True).wire["properties"][MANY_KEY].get("maxItems") is None  # a copy, not an edit
+    free = json_schema_to_gbnf(json.dumps(Target(schema, many=True).wire))
+    bounded = json_schema_to_gbnf(json.dumps(wire))
+    assert ")*" in free and ")*" not in bounded, bounded
+
+
+def test_the_default_bound_is_the_number_of_words_a_list_could_copy(fake_model):
+    from assistant.extract import item_limit
+
+    # A list copied from a text cannot hold more items than the text has words: "Prue, Piper and Phoebe" has 3 + 1.
+    assert item_limit("Prue, Piper and Phoebe") == 4 and item_limit("新約聖書") == 4
+    text = CASES["charmed"].text
+    fake_model.enqueue(json.dumps({MANY_KEY: CASES["charmed"].expected}))
+    run_extraction(text, target("character:str, actress:str", many=True), fake_model)
+    assert fake_model.history[0][1].json_schema["properties"][MANY_KEY]["maxItems"] == item_limit(text)
+    assert "maxItems" not in fake_model.history[0][0][0].content  # the prompt shows the user's schema
+
+
+def test_a_repeated_list_item_stops_the_list_and_what_came_before_validates(fake_model):
+    prue, piper = CASES["charmed"].expected[:2]
+    again = ", ".join([json.dumps(prue)] * 30)
+    reply = f'{{"items": [{json.dumps(prue)}, {json.dumps(piper)}, {again}'
+    fake_model.enqueue(reply, reply)
+    result = run_extraction(CASES["charmed"].text, target("character:str, actress:str", many=True), fake_model)
+    assert result.data == [prue, piper] and result.attempts == 1
+    assert result.raw.count("Shannen Doherty") == 2  # stopped at the first repeat, not at the end of the reply
+    assert any("repeated" in note for note in result.notes), result.notes
+
+
+def test_a_repeated_item_in_a_nested_list_closes_the_object(fake_model):
+    case = CASES["brown-county"]  # reservations:list[str] is the last required field
+    done = {k: v for k, v in case.expected.items() if k != "reservations"}
+    first, second = case.expected["reservations"][:2]
+    head = json.dumps(done)[:-1] + f', "reservations": ["{first}", "{second}", ' + ", ".join([f'"{first}"'] * 20)
+    fake_model.enqueue(head, head)
+    result = run_extraction(case.text, Target(case.schema), fake_model)
+    assert result.data == done | {"reservations": [first, second]} and result.attempts == 1
+
+
 def test_many_wraps_the_list_for_the_grammar_and_unwraps_the_answer(fake_model):
     text = CASES["charmed"].text
     fake_model.enqueue(
