@@ -140,7 +140,8 @@ def test_output_cut_at_max_tokens_is_named_as_such(fake_model):
 
 
 def test_a_model_that_loops_is_stopped_early_and_told_so(fake_model):
-    loop = '{"items": [' + '{"character": "Prue", "actress": "Prue Doherty"}, ' * 30
+    # a loop inside a string: no list item is complete, let alone repeated (tests below cover repeated items)
+    loop = '{"items": [{"character": "Prue", "actress": "' + "Prue Doherty " * 30
     fake_model.enqueue(loop, loop)
     with pytest.raises(ExtractionError, match="repeated .*Prue Doherty.* over and over") as info:
         run_extraction(CASES["charmed"].text, target("character:str, actress:str", many=True), fake_model)
@@ -196,6 +197,16 @@ def test_a_repeated_list_item_stops_the_list_and_what_came_before_validates(fake
     assert result.data == [prue, piper] and result.attempts == 1
     assert result.raw.count("Shannen Doherty") == 2  # stopped at the first repeat, not at the end of the reply
     assert any("repeated" in note for note in result.notes), result.notes
+
+
+def test_an_item_that_names_nothing_new_is_a_repeat_even_if_a_number_counts_up(fake_model):
+    # SmolLM2 on manga-books: "Manga Melech" 2012, 2013, 2014, ... until max_tokens
+    books = [{"title": "Manga Messiah", "year": 2006}, {"title": "Manga Melech", "year": 2010}]
+    counting = ", ".join(json.dumps({"title": "Manga Melech", "year": year}) for year in range(2011, 2041))
+    reply = '{"items": [' + ", ".join(map(json.dumps, books)) + ", " + counting
+    fake_model.enqueue(reply, reply)
+    result = run_extraction(CASES["manga-books"].text, target("title:str, year:int", many=True), fake_model)
+    assert result.data == books and result.raw.count("Manga Melech") == 2
 
 
 def test_a_repeated_item_in_a_nested_list_closes_the_object(fake_model):
