@@ -14,6 +14,11 @@ converter rejects is an error up front (`SchemaError`, suggesting `constrain=Fal
 a silent fallback; keywords the grammar ignores (minimum, uniqueItems, ...) are named in `notes` and enforced
 by validation alone. `--many` wraps the schema as `{"items": [...]}` (OpenAI-style servers want an object at
 the top) and unwraps the answer. The CLI is assistant/cli_extract.py; the field shorthand is `parse_fields`.
+
+Small models repeat a list item until they are stopped. Every array in the decoded schema is bounded (its own
+`maxItems`, else one item per word of the text: `bound_arrays`), and the stream is watched: at the first item
+that repeats an earlier one, decoding stops and the list is closed before it; what
+came before is validated like any reply, and `notes` says so (assistant/runaway.py holds both defences).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from pydantic import BaseModel, ValidationError
 
 from assistant.errors import AssistantError
 from assistant.models.base import Completion, GenerationOptions, Message, ModelBackend, Usage
+from assistant.runaway import RepeatWatch, bound_arrays, item_limit
 
 MANY_KEY = "items"
 SYSTEM = (
@@ -283,7 +289,8 @@ def run_extraction(
     if not text.strip():
         raise AssistantError("the text is empty — pass the text to extract from (an argument, --file or stdin)")
     wire, kind, notes = target.wire, backend_kind(model), []
-    if constrain and kind == "llama-cpp" and (why := grammar_problem(wire)):
+    decoded = bound_arrays(wire, item_limit(text))
+    if constrain and kind == "llama-cpp" and (why := grammar_problem(decoded)):
         raise SchemaError(
             f"llama.cpp cannot turn this schema into a grammar ({why}) — simplify it, or extract without a "
             "grammar (--no-constrain; the output is still validated)"
@@ -296,14 +303,16 @@ def run_extraction(
     messages = [Message("system", SYSTEM.format(schema=schema_text)), Message("user", text.strip())]
     # The JSON copies from the text: more than twice its length plus room for keys is a model repeating itself.
     max_tokens = max_tokens or min(1024, 128 + 2 * model.count_tokens(text))
-    options = GenerationOptions(max_tokens=max_tokens, json_schema=wire if constrain else None)
+    options = GenerationOptions(max_tokens=max_tokens, json_schema=decoded if constrain else None)
     usage, start = Usage(), time.perf_counter()
     problems: list[str] = []
     for attempt in (1, 2):
-        done = decode(model, messages, options)
+        done, closed = decode(model, messages, options)
         usage = usage + done.usage
-        data, found = judge(done.text, target, cut=done.finish_reason, max_tokens=max_tokens)
+        data, found = judge(closed, target, cut=done.finish_reason, max_tokens=max_tokens)
         if found is None:
+            if done.finish_reason == "repeat-item":
+                notes.append("the model repeated a list item: the list was closed before the repeat")
             return Extraction(data, done.text, attempt, constrain, problems, notes, usage, time.perf_counter() - start)
         problems.append(found[1] if found[0] == "(output)" else f"at `{found[0]}`: {found[1]}")
         if attempt == 2:
@@ -313,17 +322,22 @@ def run_extraction(
     raise AssertionError("unreachable")
 
 
-def decode(model: ModelBackend, messages: list[Message], options: GenerationOptions) -> Completion:
-    """`generate`, stopped early (finish_reason "repeat") once the text ends in a loop."""
+def decode(model: ModelBackend, messages: list[Message], options: GenerationOptions) -> tuple[Completion, str]:
+    """`generate`, stopped early once an array item repeats an earlier one (finish_reason "repeat-item") or the
+    text ends in a loop ("repeat"); and the text to judge: after a repeated item, the JSON closed before it."""
     stream = model.stream(messages, options)
     parts: list[str] = []
+    watch = RepeatWatch()
     try:
         for item in stream:
             if isinstance(item, Completion):
-                return item
+                return item, item.text
             parts.append(item)
+            if (closed := watch.feed(item)) is not None:
+                return Completion("".join(parts), usage=Usage(0, len(parts)), finish_reason="repeat-item"), closed
             if len(parts) % 8 == 0 and _LOOP.search("".join(parts)[-1000:]):
-                return Completion("".join(parts), usage=Usage(0, len(parts)), finish_reason="repeat")
+                text = "".join(parts)
+                return Completion(text, usage=Usage(0, len(parts)), finish_reason="repeat"), text
     finally:
         close = getattr(stream, "close", None)
         if close is not None:

@@ -368,10 +368,11 @@ def test_real_model_grammar_output_validates_nested_objects_arrays_enums_optiona
     people = run_extraction(CASES["tesla-es"].text, Target(schema, many=True), smollm2, max_tokens=120)
     jsonschema.validate(people.data, {"type": "array", "items": schema})
     assert len(people.data) >= 2 and {p["role"] for p in people.data} <= {"financier", "inventor", "founder"}
-    charmed = Target(parse_fields("character:str, actress:str?"), True)  # SmolLM2 loops on this list
-    with pytest.raises(ExtractionError, match="repeated .* over and over") as info:
-        run_extraction(CASES["charmed"].text, charmed, smollm2)
-    assert info.value.raw.count('"character"') >= 5
+    charmed = Target(parse_fields("character:str, actress:str?"), True)  # SmolLM2 repeats an item of this list
+    looped = run_extraction(CASES["charmed"].text, charmed, smollm2)
+    jsonschema.validate(looped.data, charmed.answer_schema)
+    assert looped.notes == ["the model repeated a list item: the list was closed before the repeat"]
+    assert len({json.dumps(item, sort_keys=True) for item in looped.data}) == len(looped.data) >= 1
 
 
 @pytest.mark.slow
