@@ -131,6 +131,20 @@ def test_prose_gets_a_retry_and_fenced_json_is_read(fake_model):
     assert "not JSON" in fake_model.history[1][0][-1].content
 
 
+def test_after_a_loop_the_retry_samples_instead_of_looping_again_greedily(fake_model):
+    # SmolLM2 on jacksonville-el, greedy both times: {"explorer": "The City of the City of the City of ...
+    loop = '{"explorer": "' + "The City of " * 30
+    fake_model.enqueue(loop, '{"explorer": "Ζαν Ριμπό"}')
+    result = run_extraction(CASES["jacksonville-el"].text, target("explorer:str"), fake_model)
+    assert result.data == {"explorer": "Ζαν Ριμπό"} and result.attempts == 2
+    first, retry = (options for _, options in fake_model.history)
+    assert first.temperature == 0.0 and retry.temperature > 0.0 and retry.seed is not None
+    # A reply that is only invalid is retried greedily: the model is shown its mistake, which is enough.
+    fake_model.enqueue('{"founded": "in 1963"}', '{"founded": 1963}')
+    run_extraction(GRENNA, target("founded:int"), fake_model)
+    assert fake_model.history[-1][1].temperature == 0.0
+
+
 def test_output_cut_at_max_tokens_is_named_as_such(fake_model):
     fake_model.enqueue('{"town": "Gr', '{"town": "Gr')
     fake_model.stream = _cut(fake_model.stream)
