@@ -42,12 +42,19 @@ def test_tool_call_shapes():
 
 
 def test_sentences_that_restate_the_question_are_trimmed_to_the_answer():
+    # The first three questions are TriviaQA open-dev (trivia-open.dev-5690, -1499, -5964; tests/data/README.md),
+    # not among the wiki-dev300 questions that scores are published for.
     cases = [
-        ("What is the capital of Colombia?", "The capital of Colombia is Bogotá.", "Bogotá"),
+        ("What is the capital of Honduras?", "The capital of Honduras is Tegucigalpa.", "Tegucigalpa"),
         (
-            "Who had a top 40 hit UK single in 1966 with Mustang Sally?",
-            "Wilson Pickett had a top 40 hit UK single in 1966 with Mustang Sally.",
-            "Wilson Pickett",
+            "Who had a UK Top 10 chart hit in 1976 with 'Devil Woman'?",
+            "Cliff Richard had a UK Top 10 chart hit in 1976 with 'Devil Woman'.",
+            "Cliff Richard",
+        ),
+        (
+            "Who painted Olympia and The Luncheon on the Grass both in 1863?",
+            "Édouard Manet painted Olympia and The Luncheon on the Grass in 1863.",
+            "Édouard Manet",
         ),
         ("Who painted The Night Watch?", "The answer is: Rembrandt van Rijn", "Rembrandt van Rijn"),
         ("Which river flows through Paris, the Seine or the Loire?", "Answer: the Seine", "the Seine"),
@@ -149,12 +156,12 @@ def test_an_uncited_answer_is_attributed_only_where_it_occurs_as_a_whole_phrase(
         ("Rock bands", "the Beatles were an English rock band formed in Liverpool in 1960."),
         ("Abbey Road", "Abbey Road reached number 1 in the UK; John Lennon and Paul McCartney wrote most of it."),
         ("Abbey Road", "Abbey Road was released in 1969, after Let It Be was recorded."),
-        ("Colombia", "A Parisian café; Bogotá is the capital of Colombia."),
+        ("Olympia", "Olympia, a painting of a Parisian courtesan by Édouard Manet, was shown at the 1865 Salon."),
     )
     question = "Who recorded the album Abbey Road?"
     assert attribute("The Beatles", question, shown) == [1]
     assert attribute("1969", "When was Abbey Road released?", shown) == [3]
-    assert attribute("Bogota", "What is the capital of Colombia?", shown) == [4]  # accents folded
+    assert attribute("Edouard Manet", "Who painted Olympia?", shown) == [4]  # accents folded
     assert attribute("the beatles.", question, shown) == [1]  # case and punctuation aside
     assert attribute("1", "How high did Abbey Road chart?", shown) == []  # a digit is in any text
     assert attribute("John Paul", question, shown) == []  # both words are in [2], but not as a phrase
