@@ -15,10 +15,11 @@ a silent fallback; keywords the grammar ignores (minimum, uniqueItems, ...) are 
 by validation alone. `--many` wraps the schema as `{"items": [...]}` (OpenAI-style servers want an object at
 the top) and unwraps the answer. The CLI is assistant/cli_extract.py; the field shorthand is `parse_fields`.
 
-Small models repeat a list item until they are stopped. Every array in the decoded schema is bounded (its own
-`maxItems`, else one item per word of the text: `bound_arrays`), and the stream is watched: at the first item
-that repeats an earlier one, decoding stops and the list is closed before it; what
-came before is validated like any reply, and `notes` says so (assistant/runaway.py holds both defences).
+Small models repeat a list item until they are stopped (assistant/runaway.py). Every array in the decoded
+schema is bounded (its own `maxItems`, else one item per word of the text), and the stream is watched: at the
+first item that repeats an earlier one, decoding stops and the list is closed before it; what came before is
+validated like any reply, and `notes` says so. A reply that looped or ran to max_tokens is not shown again (it
+primes the same loop): the retry names the problem and samples (`RETRY_TEMPERATURE`, seeded).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,11 @@ SYSTEM = (
     "the schema's format asks for. Leave out optional fields the text does not state; never guess."
 )
 RETRY = "That reply is not valid: {problem}. Reply with only the corrected JSON."
+# A model that looped under greedy decoding loops again on a greedy retry (SmolLM2: "The City of the City of ...",
+# both times); a sampled retry, seeded so runs repeat, mostly leaves the loop. Only after a loop or a cut at
+# max_tokens; any other invalid reply is shown to the model and retried greedily.
+RETRY_TEMPERATURE = 0.7
+_RUNAWAY = ("repeat", "repeat-item", "length", "max_tokens")
 # Validation keywords llama.cpp's JSON-schema grammar converter ignores: enforced by validation alone.
 _UNENFORCED = {
     "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "uniqueItems", "not", "if",
@@ -317,8 +323,14 @@ def run_extraction(
         problems.append(found[1] if found[0] == "(output)" else f"at `{found[0]}`: {found[1]}")
         if attempt == 2:
             raise ExtractionError(found[0], found[1], done.text, attempt)
-        shown = done.text if len(done.text) <= 800 else done.text[:800] + " …"  # a runaway need not be read again
-        messages += [Message("assistant", shown), Message("user", RETRY.format(problem=problems[-1]))]
+        if done.finish_reason in _RUNAWAY:
+            # Shown its loop, even cut short, SmolLM2 loops again, sampling or not: it is told what went wrong
+            # and samples (seeded, so runs repeat) a fresh reply.
+            messages = [*messages, Message("user", RETRY.format(problem=problems[-1]))]
+            options = replace(options, temperature=RETRY_TEMPERATURE, seed=options.seed or 0)
+        else:
+            shown = done.text if len(done.text) <= 800 else done.text[:800] + " …"
+            messages += [Message("assistant", shown), Message("user", RETRY.format(problem=problems[-1]))]
     raise AssertionError("unreachable")
 
 

@@ -139,6 +139,8 @@ def test_after_a_loop_the_retry_samples_instead_of_looping_again_greedily(fake_m
     assert result.data == {"explorer": "Ζαν Ριμπό"} and result.attempts == 2
     first, retry = (options for _, options in fake_model.history)
     assert first.temperature == 0.0 and retry.temperature > 0.0 and retry.seed is not None
+    retry_messages = fake_model.history[1][0]
+    assert "over and over" in retry_messages[-1].content and "assistant" not in [m.role for m in retry_messages]
     # A reply that is only invalid is retried greedily: the model is shown its mistake, which is enough.
     fake_model.enqueue('{"founded": "in 1963"}', '{"founded": 1963}')
     run_extraction(GRENNA, target("founded:int"), fake_model)
