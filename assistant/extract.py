@@ -14,6 +14,12 @@ converter rejects is an error up front (`SchemaError`, suggesting `constrain=Fal
 a silent fallback; keywords the grammar ignores (minimum, uniqueItems, ...) are named in `notes` and enforced
 by validation alone. `--many` wraps the schema as `{"items": [...]}` (OpenAI-style servers want an object at
 the top) and unwraps the answer. The CLI is assistant/cli_extract.py; the field shorthand is `parse_fields`.
+
+Small models repeat a list item until they are stopped (assistant/runaway.py). Every array in the decoded
+schema is bounded (its own `maxItems`, else one item per word of the text), and the stream is watched: at the
+first item that repeats an earlier one, decoding stops and the list is closed before it; what came before is
+validated like any reply, and `notes` says so. A reply that looped or ran to max_tokens is not shown again (it
+primes the same loop): the retry names the problem and samples (`RETRY_TEMPERATURE`, seeded).
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +35,7 @@ from pydantic import BaseModel, ValidationError
 
 from assistant.errors import AssistantError
 from assistant.models.base import Completion, GenerationOptions, Message, ModelBackend, Usage
+from assistant.runaway import RepeatWatch, bound_arrays, item_limit
 
 MANY_KEY = "items"
 SYSTEM = (
@@ -37,6 +44,11 @@ SYSTEM = (
     "the schema's format asks for. Leave out optional fields the text does not state; never guess."
 )
 RETRY = "That reply is not valid: {problem}. Reply with only the corrected JSON."
+# A model that looped under greedy decoding loops again on a greedy retry (SmolLM2: "The City of the City of ...",
+# both times); a sampled retry, seeded so runs repeat, mostly leaves the loop. Only after a loop or a cut at
+# max_tokens; any other invalid reply is shown to the model and retried greedily.
+RETRY_TEMPERATURE = 0.7
+_RUNAWAY = ("repeat", "repeat-item", "length", "max_tokens")
 # Validation keywords llama.cpp's JSON-schema grammar converter ignores: enforced by validation alone.
 _UNENFORCED = {
     "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "uniqueItems", "not", "if",
@@ -276,7 +288,8 @@ def run_extraction(
     if not text.strip():
         raise AssistantError("the text is empty — pass the text to extract from (an argument, --file or stdin)")
     wire, notes = target.wire, []
-    if constrain and model.grammar_from_schema and (why := grammar_problem(wire)):
+    decoded = bound_arrays(wire, item_limit(text))
+    if constrain and model.grammar_from_schema and (why := grammar_problem(decoded)):
         raise SchemaError(
             f"llama.cpp cannot turn this schema into a grammar ({why}) — simplify it, or extract without a "
             "grammar (--no-constrain; the output is still validated)"
@@ -289,34 +302,47 @@ def run_extraction(
     messages = [Message("system", SYSTEM.format(schema=schema_text)), Message("user", text.strip())]
     # The JSON copies from the text: more than twice its length plus room for keys is a model repeating itself.
     max_tokens = max_tokens or min(1024, 128 + 2 * model.count_tokens(text))
-    options = GenerationOptions(max_tokens=max_tokens, json_schema=wire if constrain else None)
+    options = GenerationOptions(max_tokens=max_tokens, json_schema=decoded if constrain else None)
     usage, start = Usage(), time.perf_counter()
     problems: list[str] = []
     for attempt in (1, 2):
-        done = decode(model, messages, options)
+        done, closed = decode(model, messages, options)
         usage = usage + done.usage
-        data, found = judge(done.text, target, cut=done.finish_reason, max_tokens=max_tokens)
+        data, found = judge(closed, target, cut=done.finish_reason, max_tokens=max_tokens)
         if found is None:
+            if done.finish_reason == "repeat-item":
+                notes.append("the model repeated a list item: the list was closed before the repeat")
             return Extraction(data, done.text, attempt, constrain, problems, notes, usage, time.perf_counter() - start)
         problems.append(found[1] if found[0] == "(output)" else f"at `{found[0]}`: {found[1]}")
         if attempt == 2:
             raise ExtractionError(found[0], found[1], done.text, attempt)
-        shown = done.text if len(done.text) <= 800 else done.text[:800] + " …"  # a runaway need not be read again
-        messages += [Message("assistant", shown), Message("user", RETRY.format(problem=problems[-1]))]
+        if done.finish_reason in _RUNAWAY:
+            # Shown its loop, even cut short, SmolLM2 loops again, sampling or not: it is told what went wrong
+            # and samples (seeded, so runs repeat) a fresh reply.
+            messages = [*messages, Message("user", RETRY.format(problem=problems[-1]))]
+            options = replace(options, temperature=RETRY_TEMPERATURE, seed=options.seed or 0)
+        else:
+            shown = done.text if len(done.text) <= 800 else done.text[:800] + " …"
+            messages += [Message("assistant", shown), Message("user", RETRY.format(problem=problems[-1]))]
     raise AssertionError("unreachable")
 
 
-def decode(model: ModelBackend, messages: list[Message], options: GenerationOptions) -> Completion:
-    """`generate`, stopped early (finish_reason "repeat") once the text ends in a loop."""
+def decode(model: ModelBackend, messages: list[Message], options: GenerationOptions) -> tuple[Completion, str]:
+    """`generate`, stopped early once an array item repeats an earlier one (finish_reason "repeat-item") or the
+    text ends in a loop ("repeat"); and the text to judge: after a repeated item, the JSON closed before it."""
     stream = model.stream(messages, options)
     parts: list[str] = []
+    watch = RepeatWatch()
     try:
         for item in stream:
             if isinstance(item, Completion):
-                return item
+                return item, item.text
             parts.append(item)
+            if (closed := watch.feed(item)) is not None:
+                return Completion("".join(parts), usage=Usage(0, len(parts)), finish_reason="repeat-item"), closed
             if len(parts) % 8 == 0 and _LOOP.search("".join(parts)[-1000:]):
-                return Completion("".join(parts), usage=Usage(0, len(parts)), finish_reason="repeat")
+                text = "".join(parts)
+                return Completion(text, usage=Usage(0, len(parts)), finish_reason="repeat"), text
     finally:
         close = getattr(stream, "close", None)
         if close is not None:

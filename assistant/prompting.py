@@ -36,7 +36,8 @@ def trim_restatement(short: str, question: str) -> str:
     known = set(tokenize(question)) | STOP_WORDS
 
     def restates(word: str) -> bool:
-        return all(t in known for t in tokenize(word))
+        # "No." of "No. 2 pencil" is a stop word, but as an abbreviation it is part of the answer
+        return word.rstrip(".").casefold() not in _BEFORE_NAME and all(t in known for t in tokenize(word))
 
     start, end = 0, len(words)
     while start < end and restates(words[start]):
@@ -125,9 +126,18 @@ def next_step_messages(
     return [Message("system", system), *history_messages(history), Message("user", "\n".join(parts))]
 
 
+# An abstention is the whole reply: the phrase alone, or followed by punctuation or "in the sources"; never the
+# first word of a title ("Unknown Pleasures", "None but the Lonely Heart", "I Don't Know Where It Comes From").
+# "NA" is sodium, so only "N/A" abstains. "I don't know" may go on in lowercase ("I don't know who painted it").
+_ABSTAIN_HEAD = r"(?:unknown|none|not (?:found|known|mentioned|given|stated)|n/a|no answer)"
+_ABSTAIN_TAIL = (
+    r"(?:\s*(?:[.,;:!(—–-]|$)|\s+(?:in|from|by|of) (?:the |these |any )?(?:sources?|texts?|passages?|context)\b)"
+)
 _ABSTAIN = re.compile(
-    r"^(unknown|not (?:found|known|mentioned|given|stated)|n/?a|none|no answer|i (?:do not|don't) know)\b"
-    r"|(?:sources?|text|passages?) (?:do|does) not (?:contain|mention|say|provide)|no information",
+    rf"^(?:{_ABSTAIN_HEAD}{_ABSTAIN_TAIL}|i (?:do not|don['’]t|cannot|can['’]t) (?:know|say|tell)"
+    rf"(?:{_ABSTAIN_TAIL}|\s+(?-i:[a-z])))"
+    r"|(?:sources?|texts?|passages?|context) (?:do|does|did) not (?:contain|mention|say|provide|state|give)"
+    r"|no information",
     re.I,
 )
 
@@ -141,6 +151,39 @@ def closed_messages(question: str, history: Sequence[Turn] = (), prompts: Prompt
     """The messages of a closed-book answer."""
     user = f"Question: {question}\nReply with only the answer, in a few words."
     return [Message("system", prompts.text("closed")), *history_messages(history), Message("user", user)]
+
+
+# Abbreviations that come before what they qualify: a period after them never ends a sentence ("St. Petersburg").
+_BEFORE_NAME = frozenset(
+    ("mr", "mrs", "ms", "dr", "prof", "st", "mt", "ft", "no", "vs")
+    + ("gen", "col", "capt", "lt", "sgt", "rev", "gov", "sen")
+)
+# Abbreviations that may also close a sentence, like an initial ("Henry J.") or a dotted one ("U.S."): a sentence
+# ends after them only when the next word opens one ("Jr. He was ...", not "J. Kaiser" or "U.S. Army").
+_MAY_END = frozenset(("jr", "sr", "inc", "ltd", "co", "corp", "etc"))
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=(\S+))")
+
+
+def first_sentence(text: str) -> str:
+    """The text up to its first real sentence end: not after an initial or an abbreviation, nor before a
+    lowercase word ("Henry J. Kaiser", "St. Petersburg", "Woven vs. lamellar bone" stay whole)."""
+    for end in _SENTENCE_END.finditer(text):
+        if _ends_sentence(text[: end.start()], end.group(1)):
+            return text[: end.start()]
+    return text
+
+
+def _ends_sentence(before: str, next_word: str) -> bool:
+    if next_word[:1].islower():
+        return False
+    if not before.endswith("."):
+        return True  # "!" or "?"
+    word = before.split()[-1][:-1].lstrip("(\"'")
+    if word.casefold() in _BEFORE_NAME:
+        return False
+    if (len(word) == 1 and word.isupper()) or "." in word or word.casefold() in _MAY_END:
+        return next_word.strip("\"'(").casefold() in STOP_WORDS
+    return True
 
 
 @dataclass
@@ -174,29 +217,51 @@ def parse_answer(text: str, shown: set[int], question: str = "") -> ParsedAnswer
             short = line[m.end() :]
             break
     if not short and lines:
-        short = re.split(r"(?<=[.!?])\s", _LABEL.sub("", lines[0]), maxsplit=1)[0]
+        short = first_sentence(_LABEL.sub("", lines[0]))
     short = _CITATION.sub("", short).strip().strip("*").strip()
-    short = re.sub(r"\s+", " ", short).rstrip(".").strip()
-    short = trim_restatement(_PREFIX.sub("", short), question)
+    short = _PREFIX.sub("", re.sub(r"\s+", " ", short).rstrip(".").strip())
+    if not abstained(short):  # "I don't know who painted it" must not shrink to "know"
+        short = trim_restatement(short, question)
     answer = "\n".join(_LABEL.sub("", line) if i else line for i, line in enumerate(lines))
     answer = re.sub(r"^\s*\**answer\**\s*[:：]\s*", "", answer, flags=re.I)
     return ParsedAnswer(answer=answer.strip(), short_answer=short, cited=cited, dropped=sorted(set(dropped)))
 
 
 def attribute(short_answer: str, question: str, sources: list[Source]) -> list[int]:
-    """Sources that support an uncited answer: they hold every content word it adds to the question."""
+    """Sources that support an uncited answer: each run of its words that does not restate the question occurs
+    in the source as a whole phrase (accents, case and punctuation aside), and the runs say something: a word
+    of two or more characters that is not a stop word, such as a name or a year. "1" or "the" is in any text and
+    supports nothing; "Bogota" supports "Bogotá"; "Paris" is not found in "Parisian"."""
     if abstained(short_answer):
         return []
-    novel = _folded(short_answer) - _folded(question) - STOP_WORDS
-    if not novel:
+    asked = set(_words(question))
+    runs: list[list[str]] = [[]]
+    for word in _words(short_answer):  # "Sgt. Pepper's ..., a Beatles album": the question named the Beatles
+        if word in asked:
+            runs.append([])
+        else:
+            runs[-1].append(word)
+    phrases = [" ".join(run) for run in map(_strip_stop_words, runs) if run]
+    if not any(len(w) > 1 and w not in STOP_WORDS for phrase in phrases for w in phrase.split()):
         return []
-    return [s.n for s in sources if novel <= _folded(f"{s.title} {s.text}")]
+    # A phrase cannot run from the title into the text: no word token is "|".
+    texts = [(s.n, f" {' '.join(_words(s.title))} | {' '.join(_words(s.text))} ") for s in sources]
+    return [n for n, text in texts if all(f" {phrase} " in text for phrase in phrases)]
 
 
-def _folded(text: str) -> set[str]:
-    """Word tokens without accents: "Bogota" supports "Bogotá"."""
-    plain = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
-    return set(tokenize(plain))
+def _words(text: str) -> list[str]:
+    """Word tokens without accents, case or punctuation: "Bogotá" and "bogota" are the same word."""
+    return tokenize("".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c)))
+
+
+def _strip_stop_words(run: list[str]) -> list[str]:
+    """The run without stop words at its ends: "in 1969" → "1969", "Bank of England" stays whole."""
+    start, end = 0, len(run)
+    while start < end and run[start] in STOP_WORDS:
+        start += 1
+    while end > start and run[end - 1] in STOP_WORDS:
+        end -= 1
+    return run[start:end]
 
 
 # --- earlier turns of a chat -----------------------------------------------------------------------------------
