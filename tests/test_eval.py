@@ -309,3 +309,17 @@ def test_a_resumed_eval_must_match_every_setting_that_changes_answers(
         assert result.exit_code == 1, f"{name}: {message}"
         assert f"holds another run ({name.lower()}: {said})" in message, message
     assert len(server.questions) == 2
+
+
+def test_compare_names_the_rows_that_changed_and_counts_the_rest(tmp_path: Path):
+    from assistant.evals.compare import compare
+
+    row = {"id": "q1", "mode": "rag", "prediction": "Bogotá", "em": 1.0, "sources": [{"id": "p1"}], "seconds": 3.0}
+    before, after = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    before.write_text(json.dumps(row) + "\n" + json.dumps({**row, "id": "q2"}) + "\n")
+    changed = {**row, "id": "q2", "prediction": "Bogota", "sources": [], "seconds": 9.0}
+    after.write_text(json.dumps({**row, "seconds": 5.0}) + "\n" + json.dumps(changed) + "\n")
+    lines = compare(before, after).splitlines()
+    assert lines[0].startswith("q2 (rag): ") and '"prediction": ["Bogotá", "Bogota"]' in lines[0]
+    assert '"sources": [["p1"], []]' in lines[0] and "seconds" not in lines[0]
+    assert lines[-1] == "1 rows identical, 1 differ, 0 in only one run"
