@@ -18,6 +18,7 @@ and text as the prompt shows them): it separates retrieval misses from reading m
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import dataclass
@@ -129,6 +130,7 @@ def eval_row(assistant: Assistant, task: QATask, item: EvalItem) -> dict[str, An
         "lang": final.lang,
         "lang_confidence": final.lang_confidence,
         "route": final.route,
+        "code": code_version(),
         "error": None,
     }
 
@@ -156,7 +158,27 @@ def run_config(assistant: Assistant, dataset: Path) -> dict[str, Any]:
         **s.model_dump(mode="json", include=set(ANSWER_SETTINGS)),
         "index": str(s.index_path()) if "local" in chain else None,
         "searxng_url": s.searxng_url if "searxng" in chain else None,
+        "code": code_version(),
     }
+
+
+@functools.cache
+def code_version() -> str:
+    """The commit of the checkout the package runs from, "+dirty" when it has uncommitted changes, or the package
+    version outside a git checkout: what a published table must name."""
+    import subprocess
+
+    import assistant
+
+    root = Path(assistant.__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return assistant.__version__
+    if head.returncode != 0:
+        return assistant.__version__
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def read_run_config(out: Path) -> dict[str, Any] | None:

@@ -71,8 +71,9 @@ def summarize(rows: list[dict[str, Any]], modes: list[str], config: dict[str, An
         uplift[f"{better}_vs_{base}"] = {k: _uplift(ok[base], ok[better], ids, k) for k in METRICS}
     questions = len({r["id"] for r in rows})
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    code = sorted({str(r.get("code") or "not recorded") for r in rows if r["mode"] in modes})
     return {
-        "config": {**config, "modes": modes, "questions": questions, "created": created},
+        "config": {**config, "modes": modes, "questions": questions, "created": created, "row_code": code},
         "modes": per_mode,
         "uplift": uplift,
         "bootstrap": BOOTSTRAP,
@@ -112,6 +113,8 @@ def markdown(summary: dict[str, Any]) -> str:
         "",
         f"{c['questions']} questions{_selection(c)} · modes {', '.join(c['modes'])} · loop {c.get('loop')} · "
         f"{c['created']}",
+        "",
+        f"Rows written by the code of: {', '.join(c.get('row_code') or ['not recorded'])}",
         "",
         "| mode | n | EM | F1 | match | answer in context | latency p50 | latency p95 | tokens/question | errors |",
         "|---|---|---|---|---|---|---|---|---|---|",

@@ -7,6 +7,7 @@ question); the command by the scripted OpenAI-compatible server of tests/test_ba
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -162,6 +163,11 @@ def test_three_modes_are_scored_and_reported(fake_model, index: Path, two_questi
     uplift = summary["uplift"]["search_vs_closed"]["em"]
     assert (uplift["mean"], uplift["low"], uplift["high"], uplift["n"]) == (100.0, 100.0, 100.0, 2)
     assert summary["uplift"]["search_vs_rag"]["em"]["mean"] == 50.0
+    from assistant.evaluate import code_version
+
+    assert re.fullmatch(r"[0-9a-f]{40}(\+dirty)?|\d+\.\d+\.\d+", code_version()), code_version()
+    assert {r["code"] for r in rows} == {code_version()}, "every row names the code that wrote it"
+    assert f"Rows written by the code of: {code_version()}" in (out / "report.md").read_text()
     md = (out / "report.md").read_text(encoding="utf-8")
     assert "| search | 2 | 100.0 |" in md and "| search − closed | 2 | +100.0 [100.0, 100.0]" in md
     assert json.loads((out / "report.json").read_text())["modes"]["rag"]["n"] == 2
