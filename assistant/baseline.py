@@ -13,8 +13,9 @@ import re
 import time
 from collections.abc import Iterator
 
-from assistant.events import Answer, Event, Source, StepStarted, Token
-from assistant.models.base import Completion, GenerationOptions, Message, ModelBackend
+from assistant.events import Answer, Event, Source, StepStarted
+from assistant.loop import generation
+from assistant.models.base import GenerationOptions, Message, ModelBackend
 from assistant.state import RunState
 from assistant.tools import ToolContext, default_tools
 
@@ -45,15 +46,7 @@ def plain_answer(question: str, model: ModelBackend, ctx: ToolContext) -> Iterat
     yield StepStarted(1)
     yield from state.call(1, default_tools()["web_search"], {"query": question}, by="policy")
     shown = state.sources[:PASSAGES]
-    completion = None
-    for item in model.stream(plain_messages(question, shown), OPTIONS):
-        if isinstance(item, Completion):
-            completion = item
-        else:
-            yield Token(item)
-    if completion is None:
-        raise RuntimeError(f"{model.name} ended its stream without a Completion")
-    state.record(completion)
+    completion = yield from generation(model, plain_messages(question, shown), OPTIONS, state)
     short = first_line(completion.text)
     state.timings["total"] = time.perf_counter() - state.started
     yield Answer(

@@ -60,7 +60,7 @@ def answer(
     turns = fit_turns(history, question, model, context_tokens, max_tokens, prompts) if history else []
     yield StepStarted(1)
     if ctx is None or search is None:
-        completion = yield from _generate(model, closed_messages(question, turns, prompts), opts, state)
+        completion = yield from generation(model, closed_messages(question, turns, prompts), opts, state)
         yield state.answer(parse_answer(completion.text, set(), question), [])
         return
     query = standalone_query(question, history)  # as ToolContext.question in runner.py
@@ -70,7 +70,7 @@ def answer(
         last = not multi or step == max_steps or stuck
         shown = state.shown(context_tokens, model.count_tokens)
         messages = search_messages(question, shown, state.notes, example, turns, prompts)
-        reply = yield from _generate(model, messages, opts, state)
+        reply = yield from generation(model, messages, opts, state)
         parsed = parse_answer(reply.text, {s.n for s in shown}, question)
         if last or supported(parsed.short_answer, question, shown):
             yield state.answer(parsed, shown)
@@ -79,7 +79,7 @@ def answer(
         usable = {n: t for n, t in tools.items() if n != "fetch_page" or any(s.url for s in shown)}
         forced = GenerationOptions(max_tokens=96, tools=[t.spec() for t in usable.values()], tool_choice="required")
         messages = next_step_messages(question, shown, state.queries(), state.notes, turns, prompts)
-        pick = yield from _generate(model, messages, forced, state)
+        pick = yield from generation(model, messages, forced, state)
         known = len(state.sources)
         for call in pick.tool_calls[:1]:
             yield from state.call(step + 1, usable[call.name], call.arguments)
@@ -116,7 +116,7 @@ _PROMPTS = ("search", "next_step", "answer_example", "answer_format")
 _SLACK = 160  # notes (a failed call, the queries tried) and the chat template around the current messages
 
 
-def _generate(
+def generation(
     model: ModelBackend, messages: list[Message], options: GenerationOptions, state: RunState
 ) -> Generator[Event, None, Completion]:
     """Stream one generation as Token events and return its Completion."""
