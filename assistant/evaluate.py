@@ -28,7 +28,7 @@ from typing import Any
 from assistant.batch import PerThread, Progress, run_tasks
 from assistant.errors import AssistantError
 from assistant.evals.datasets import QAExample, QATask
-from assistant.evals.scoring import answer_in_context
+from assistant.evals.scoring import answer_in_context, is_yes_no
 from assistant.events import Answer, Source, ToolReturned
 from assistant.resultlog import ResultLog
 from assistant.runner import Assistant
@@ -112,6 +112,9 @@ def eval_row(assistant: Assistant, task: QATask, item: EvalItem) -> dict[str, An
         raise RuntimeError("the loop ended without an answer")
     scores = task.evaluate(item.example, final.short_answer, final.answer)
     shown = [f"{found[n].title} {found[n].text}" for n in final.shown if n in found]
+    cited = [f"{found[s.n].title} {found[s.n].text}" for s in final.sources if s.n in found]
+    gold = item.example.answers
+    yes_no = is_yes_no(gold)  # a yes/no answer is in no text: scored, but left out of the passage checks
     return {
         **_head(item),
         "prediction": final.short_answer,
@@ -119,7 +122,8 @@ def eval_row(assistant: Assistant, task: QATask, item: EvalItem) -> dict[str, An
         "em": scores.em,
         "f1": round(scores.f1, 4),
         "match": scores.match,
-        "answer_in_context": answer_in_context(shown, item.example.answers) if search else None,
+        "answer_in_context": answer_in_context(shown, gold) if search and not yes_no else None,
+        "citation_right": answer_in_context(cited, gold) if cited and not yes_no else None,
         "sources": [s.public() for s in final.sources],
         "steps": len(final.steps),
         "queries": [s["arguments"].get("query") for s in final.steps if s["tool"] == "web_search"],

@@ -179,8 +179,9 @@ def report(rows: list[dict[str, Any]], reference: str = "plain") -> str:
         ids = [i for i in by[v] if i in ref]
         d = paired_bootstrap([ref[i]["em_first_line"] for i in ids], [by[v][i]["em_parsed"] for i in ids])
         cited = [r for r in rs if r["cited"]]
+        em_first, em_parsed = mean([r["em_first_line"] for r in rs]), mean([r["em_parsed"] for r in rs])
         lines.append(
-            f"| {v} | {len(rs)} | {mean([r['em_first_line'] for r in rs]):.1f} | {mean([r['em_parsed'] for r in rs]):.1f}"
+            f"| {v} | {len(rs)} | {em_first:.1f} | {em_parsed:.1f}"
             f" | {mean([r['f1_parsed'] for r in rs]):.1f}"
             f" | {mean([r['citation_right'] for r in cited]):.1f} of {len(cited)}"
             f" | {sum(r['prompt_tokens'] for r in rs) / len(rs):.0f}"
@@ -200,7 +201,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--report", action="store_true", help="print the table from the rows written; answer nothing")
     args = parser.parse_args(argv)
     if not args.report:
-        settings = Settings(model=args.model, search="local", index=args.index, lang="en", cache_ttl=0)
+        given = {"model": args.model, "search": "local", "index": args.index, "lang": "en", "cache_ttl": 0}
+        settings = Settings.model_validate(given)
         run(settings, args.dataset, args.limit, args.out, args.variants.split(","))
     print(report(read_rows(args.out / "results.jsonl")))
 

@@ -52,12 +52,15 @@ def summarize(rows: list[dict[str, Any]], modes: list[str], config: dict[str, An
     for m in modes:
         good = list(ok[m].values())
         in_ctx = [float(r["answer_in_context"]) for r in good if r.get("answer_in_context") is not None]
+        cited = [float(r["citation_right"]) for r in good if r.get("citation_right") is not None]
         seconds = [float(r["seconds"]) for r in good]
         per_mode[m] = {
             "n": len(good),
             "errors": sum(1 for r in rows if r["mode"] == m and r.get("error")),
             **{k: _mean([float(r[k]) for r in good], 100) for k in METRICS},
             "answer_in_context": _mean(in_ctx, 100),
+            "citation_precision": _mean(cited, 100),
+            "cited": len(cited),
             "latency_p50": _percentile(seconds, 50),
             "latency_p95": _percentile(seconds, 95),
             **{k: _mean([float(r[k]) for r in good], digits=1) for k in ("prompt_tokens", "completion_tokens")},
@@ -116,13 +119,15 @@ def markdown(summary: dict[str, Any]) -> str:
         "",
         f"Rows written by the code of: {', '.join(c.get('row_code') or ['not recorded'])}",
         "",
-        "| mode | n | EM | F1 | match | answer in context | latency p50 | latency p95 | tokens/question | errors |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| mode | n | EM | F1 | match | answer in context | citation precision | latency p50 | latency p95 | "
+        "tokens/question | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for mode, s in summary["modes"].items():
         tokens = "—" if s["prompt_tokens"] is None else f"{s['prompt_tokens']:.0f} + {s['completion_tokens']:.0f}"
         lat = [_num(s[k], "{:.2f} s") for k in ("latency_p50", "latency_p95")]
-        scores = [_num(s[k]) for k in (*METRICS, "answer_in_context")]
+        precision = _num(s.get("citation_precision")) + (f" ({s['cited']})" if s.get("cited") else "")
+        scores = [_num(s[k]) for k in (*METRICS, "answer_in_context")] + [precision]
         lines.append(f"| {mode} | {s['n']} | {' | '.join(scores)} | {' | '.join(lat)} | {tokens} | {s['errors']} |")
     if summary["uplift"]:
         b = summary["bootstrap"]
@@ -164,7 +169,10 @@ def markdown(summary: dict[str, Any]) -> str:
         "",
         "EM and F1 score the short answer with TriviaQA's official normalization (max over gold aliases); match: a "
         "gold alias occurs, normalized, as a phrase in the whole answer (Self-RAG's metric); answer in context: a "
-        "gold alias occurs in the passages of the final prompt. Scores in percent; rows with errors are left out.",
+        "gold alias occurs in the passages of the final prompt; citation precision: of the answers that cite a source "
+        "(their number in brackets), the share whose cited sources hold a gold alias. Yes/no questions are scored "
+        "but left out of answer in context and citation precision. Scores in percent; rows with errors are left "
+        "out.",
     ]
     return "\n".join(lines) + "\n"
 

@@ -83,6 +83,11 @@ def answer_in_context(texts: Iterable[str], aliases: Sequence[str]) -> bool:
     return any(needle in text for text in normalized for needle in needles)
 
 
+def is_yes_no(aliases: Sequence[str]) -> bool:
+    """Whether a question's gold answer is yes or no (HotpotQA's comparison questions): no passage holds it."""
+    return bool(aliases) and all(normalize_answer(a) in ("yes", "no") for a in aliases)
+
+
 @dataclass
 class Interval:
     """A mean difference with its bootstrap 95% interval, in the units of the scores (0-1)."""

@@ -150,6 +150,8 @@ def test_three_modes_are_scored_and_reported(fake_model, index: Path, two_questi
     assert by[(COLOMBIA, "closed")]["steps"] == 0 and by[(COLOMBIA, "closed")]["sources"] == []
     assert by[(COLOMBIA, "rag")]["em"] == 1.0 and by[(COLOMBIA, "rag")]["answer_in_context"] is True
     assert by[(COLOMBIA, "rag")]["queries"] == ["What is the capital of Colombia?"]
+    assert by[(COLOMBIA, "rag")]["citation_right"] is True, "source [1] holds Bogotá"
+    assert by[(COLOMBIA, "closed")]["citation_right"] is None, "no citation, no precision"
     assert by[(HUMBER, "rag")]["em"] == 0.0 and by[(HUMBER, "rag")]["answer_in_context"] is True  # a reading miss
     assert by[(HUMBER, "search")]["prediction"] == "The Humber" and by[(HUMBER, "search")]["match"] == 1.0
     assert all(r["prompt_tokens"] > 0 and r["seconds"] >= 0 and r["error"] is None for r in rows)
@@ -163,6 +165,7 @@ def test_three_modes_are_scored_and_reported(fake_model, index: Path, two_questi
     uplift = summary["uplift"]["search_vs_closed"]["em"]
     assert (uplift["mean"], uplift["low"], uplift["high"], uplift["n"]) == (100.0, 100.0, 100.0, 2)
     assert summary["uplift"]["search_vs_rag"]["em"]["mean"] == 50.0
+    assert summary["modes"]["rag"]["citation_precision"] == 100.0 and summary["modes"]["closed"]["cited"] == 0
     from assistant.evaluate import code_version
 
     assert re.fullmatch(r"[0-9a-f]{40}(\+dirty)?|\d+\.\d+\.\d+", code_version()), code_version()

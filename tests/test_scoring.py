@@ -13,6 +13,7 @@ from assistant.evals.scoring import (
     contains_phrase,
     exact_match,
     f1,
+    is_yes_no,
     normalize_answer,
     paired_bootstrap,
     score,
@@ -130,3 +131,8 @@ def test_paired_bootstrap_is_centred_deterministic_and_paired():
     assert gain.low == pytest.approx(0.2) and gain.high == pytest.approx(0.2)
     with pytest.raises(ValueError, match="differ in length"):
         paired_bootstrap([1], [1, 0])
+
+
+def test_yes_no_answers_are_told_apart_from_answers_that_start_with_yes():
+    assert is_yes_no(["yes"]) and is_yes_no(["No."]) and is_yes_no(["no", "No"])
+    assert not is_yes_no(["Yes Minister"]) and not is_yes_no(["yes", "Norway"]) and not is_yes_no([])
