@@ -1,4 +1,4 @@
-"""The `assistant` command: ask, models, index, config, and the commands of cli_runs, cli_chat and cli_extract.
+"""The `assistant` command: ask, models, index, and the commands of cli_runs, cli_chat, cli_config and cli_extract.
 
 Every option of the commands that answer is also an environment variable (ASSISTANT_*) and a key of config.toml
 (assistant/cli_app.py derives them from the settings); `assistant config` shows where that file lives and what
@@ -18,10 +18,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from assistant import cli_chat, cli_extract, cli_runs  # noqa: F401 (each registers its commands on the app)
-from assistant.cli_app import app, err, fails_cleanly, settings_from, with_settings
+from assistant import cli_chat, cli_config, cli_extract, cli_runs  # noqa: F401 (each registers its commands on the app)
+from assistant.cli_app import app, err, fails_cleanly, with_settings
 from assistant.errors import AssistantError
-from assistant.settings import Settings, config_file
+from assistant.settings import Settings
 
 models_app = typer.Typer(help="List, and pull, the model presets.", invoke_without_command=True)
 index_app = typer.Typer(help="Build and query a local SQLite (FTS5/BM25) search index.", no_args_is_help=True)
@@ -124,24 +124,6 @@ def index_search(
 
     for r in LocalIndex(settings.index_path()).search(query, max_results=k):
         typer.echo(f"{r.id}\t{r.title}\t{r.snippet[:100]}")
-
-
-def masked(secret: str) -> str:
-    """A secret as `sk-…abcd`: enough to tell keys apart, too little to use one."""
-    return f"{secret[:3]}…{secret[-4:]}" if len(secret) >= 16 else "***"
-
-
-@app.command()
-@fails_cleanly
-def config() -> None:
-    """Show the config file's path and the settings in force (the API key masked)."""
-    path = config_file()
-    settings = settings_from()
-    typer.echo(f"# config file: {path} ({'present' if path.exists() else 'absent'})")
-    for key, value in settings.model_dump().items():
-        if key == "api_key" and value:
-            value = masked(value)
-        typer.echo(f"{key} = {json.dumps(value if not isinstance(value, Path) else str(value), ensure_ascii=False)}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import typing
 from collections.abc import Callable, Collection
 from pathlib import Path
@@ -21,7 +22,15 @@ from rich.console import Console
 from rich.markup import escape
 
 from assistant.errors import AssistantError
-from assistant.settings import Settings, load_settings, unknown_settings
+from assistant.settings import (
+    ENV_PREFIX,
+    RouteConfig,
+    Settings,
+    config_file,
+    did_you_mean,
+    load_settings,
+    unknown_settings,
+)
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -66,10 +75,25 @@ def settings_from(**given: Any) -> Settings:
         settings = load_settings(**given)
     except ValidationError as e:
         first = e.errors()[0]
-        raise AssistantError(f"bad setting {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        key = ".".join(map(str, first["loc"]))
+        raise AssistantError(f"bad setting {key}: {first['msg']} — {_fix(key, first['type'], given)}") from None
     for warning in unknown_settings():
         err.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
     return settings
+
+
+def _fix(key: str, error: str, given: dict[str, Any]) -> str:
+    """Where the bad setting `key` comes from, or the key it was meant to be (a misspelled field of a route)."""
+    if error == "extra_forbidden" and key.startswith("routes."):  # RouteConfig forbids unknown fields
+        code = key.split(".")[1]
+        return did_you_mean(key, [f"routes.{code}.{field}" for field in RouteConfig.model_fields])
+    name = key.split(".")[0]
+    if given.get(name) is not None:
+        return f"fix the --{name.replace('_', '-')} flag"
+    variable = ENV_PREFIX + name.upper()
+    if any(var.upper() == variable for var in os.environ):
+        return f"fix or unset {variable}"
+    return f"fix it in {config_file()}, or `assistant config unset {key}`"
 
 
 def with_settings(only: Collection[str] | None = None) -> Callable[[F], F]:

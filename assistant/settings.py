@@ -158,7 +158,8 @@ def load_settings(**overrides: Any) -> Settings:
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
-def _hint(name: str, valid: list[str], quote: str) -> str:
+def did_you_mean(name: str, valid: list[str], quote: str = "'") -> str:
+    """The fix for a misspelled name: the nearest valid one (difflib), else where the valid ones are listed."""
     match = difflib.get_close_matches(name, valid, n=1)
     return f"did you mean {quote}{match[0]}{quote}?" if match else "`assistant config` lists the settings"
 
@@ -170,12 +171,10 @@ def unknown_settings(environ: Mapping[str, str] = os.environ) -> list[str]:
     warnings = []
     for key in read_config(path):
         if key not in fields:
-            hint = _hint(key, fields, quote="'")
-            warnings.append(f"unknown key {key!r} in {path}, ignored — {hint}")
+            warnings.append(f"unknown key {key!r} in {path}, ignored — {did_you_mean(key, fields)}")
     variables = [ENV_PREFIX + f.upper() for f in fields]
     for var in environ:
         name = var.upper()  # pydantic-settings reads the variables case-insensitively
         if name.startswith(ENV_PREFIX) and name not in variables and name not in NOT_SETTINGS:
-            hint = _hint(name, variables, quote="")
-            warnings.append(f"unknown variable {var}, ignored — {hint}")
+            warnings.append(f"unknown variable {var}, ignored — {did_you_mean(name, variables, quote='')}")
     return warnings
