@@ -16,11 +16,11 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from assistant import cli_chat, cli_config, cli_extract, cli_runs  # noqa: F401 (each registers its commands on the app)
 from assistant.cli_app import app, err, fails_cleanly, with_settings
 from assistant.errors import AssistantError
+from assistant.listing import print_json, show_table
 from assistant.settings import Settings
 
 models_app = typer.Typer(help="List, and pull, the model presets.", invoke_without_command=True)
@@ -57,20 +57,39 @@ def ask(
 
 
 @models_app.callback()
-def models(ctx: typer.Context) -> None:
-    """List the model presets: source, size, licence and whether each is present."""
+def models(
+    ctx: typer.Context,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print a JSON list: name, present, path, size_mb, license, source, description."),
+    ] = False,
+) -> None:
+    """List the model presets: source, size, licence and whether each is present (and where)."""
     if ctx.invoked_subcommand:
         return
-    from assistant.models.presets import PRESETS, local_path
+    from assistant.models.presets import PRESETS, describe
 
-    table = Table("name", "present", "size", "license", "source", "description")
-    for p in PRESETS.values():
-        path = local_path(p)
-        source = p.package and f"pip: {p.package}" or p.hub_repo or p.hf_id or ""
-        if p.chunks:
-            source += f" (or {len(p.chunks)} PyPI chunks)"
-        table.add_row(p.name, str(path) if path else "no", f"{p.size_mb} MB", p.license, source, p.description)
-    Console().print(table)
+    found = [describe(p) for p in PRESETS.values()]
+    if as_json:
+        print_json(found)
+        return
+    console = Console(highlight=False)
+    terminal = console.is_terminal
+    rows = [
+        [
+            p["name"],
+            ("yes" if p["present"] else "no") if terminal else (p["path"] or "no"),
+            f"{p['size_mb']} MB",
+            p["license"],
+            p["source"],
+            p["description"],
+        ]
+        for p in found
+    ]
+    show_table(console, ("name", "present", "size", "license", "source", "description"), rows)
+    for p in found if terminal else ():  # whole, below the table: in a column a path is folded into a strip
+        if p["path"]:
+            console.print(f"{p['name']}: {escape(p['path'])}", soft_wrap=True)
 
 
 @models_app.command("pull")
@@ -118,11 +137,18 @@ def index_search(
     query: Annotated[str, typer.Argument(help="What to search for.")],
     settings: Settings,
     k: Annotated[int, typer.Option("-k", help="How many results.")] = 5,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print a JSON list of hits: id, title, url, snippet, text.")
+    ] = False,
 ) -> None:
-    """Query a local index and print the hits."""
+    """Query a local index and print the hits: id, title and the start of the snippet, tab-separated."""
     from assistant.search.local import LocalIndex
 
-    for r in LocalIndex(settings.index_path()).search(query, max_results=k):
+    hits = LocalIndex(settings.index_path()).search(query, max_results=k)
+    if as_json:
+        print_json([{"id": r.id, "title": r.title, "url": r.url, "snippet": r.snippet, "text": r.text} for r in hits])
+        return
+    for r in hits:
         typer.echo(f"{r.id}\t{r.title}\t{r.snippet[:100]}")
 
 

@@ -18,6 +18,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from assistant.errors import AssistantError
 from assistant.settings import data_dir
@@ -115,6 +116,23 @@ def local_path(preset: Preset) -> Path | None:
         if path.is_file():
             return path
     return None
+
+
+def describe(preset: Preset) -> dict[str, Any]:
+    """What `assistant models` shows of a preset (`--json` prints these keys)."""
+    path = local_path(preset)
+    source = preset.package and f"pip: {preset.package}" or preset.hub_repo or preset.hf_id or ""
+    if preset.chunks:
+        source += f" (or {len(preset.chunks)} PyPI chunks)"
+    return {
+        "name": preset.name,
+        "present": path is not None,
+        "path": str(path) if path else None,
+        "size_mb": preset.size_mb,
+        "license": preset.license,
+        "source": source,
+        "description": preset.description,
+    }
 
 
 def default_preset() -> Preset:
