@@ -5,6 +5,8 @@
     > and how many people live there?
     > /save chat.md
 
+    assistant chat --resume 3       # go on with saved conversation 3 (`assistant history` lists them)
+
 On a terminal each answer streams as Markdown (rich), each search or page read is one line as it happens, and the
 numbered sources follow the answer; lines are read with prompt_toolkit (arrow keys, history kept in the data
 dir). Piped, or with NO_COLOR set, the output is plain text. Ctrl-C stops an answer (or clears the line), Ctrl-D
@@ -129,6 +131,7 @@ class Chat:
     turns: list[ChatTurn] = field(default_factory=list)
     conversation: int | None = None
     last: Answer | None = None
+    unanswered: str | None = None  # a question stopped or failed before its answer: what /retry asks again
 
     def run(self, read: Callable[[str], str]) -> None:
         """Read lines until Ctrl-D or /exit; Ctrl-C at the prompt clears the line."""
@@ -136,6 +139,11 @@ class Chat:
             f"[dim]assistant chat · {escape(self.assistant.model.name)} · search {escape(self._search_name())}"
             " · /help for commands, Ctrl-D to leave[/dim]"
         )
+        if self.turns:
+            self.console.print(
+                f"[dim]conversation {self.conversation} resumed, {len(self.turns)} turns; the last: "
+                f"{escape(self.turns[-1].question)}[/dim]"
+            )
         while True:
             try:
                 line = read("> ").strip()
@@ -150,10 +158,12 @@ class Chat:
             elif line:
                 self.ask(line)
 
-    def ask(self, question: str) -> None:
-        """Answer one question with the earlier turns as context; save the turn."""
+    def ask(self, question: str, again: bool = False) -> None:
+        """Answer one question with the earlier turns as context; save the turn. `again`: the question is the last
+        turn's, answered anew without its old answer in context, and the new turn replaces it."""
         printer = ChatPrinter(self.console, self.live)
-        history = [Turn(t.question, t.answer) for t in self.turns]
+        history = [Turn(t.question, t.answer) for t in (self.turns[:-1] if again else self.turns)]
+        self.unanswered = question
         events = self.assistant.ask(question, search=self.search, history=history)
         final = None
         try:
@@ -174,11 +184,17 @@ class Chat:
             printer.close()
         if final is None:
             return
-        self.last = final
+        self.last, self.unanswered = final, None
         turn = ChatTurn.of(final)
-        self.turns.append(turn)
+        if again:
+            self.turns[-1] = turn
+        else:
+            self.turns.append(turn)
         try:
-            self.conversation = self.store.add(self.conversation, turn)
+            if again and self.conversation is not None:
+                self.store.replace_last(self.conversation, turn)
+            else:
+                self.conversation = self.store.add(self.conversation, turn)
         except AssistantError as e:
             self.console.print(f"[yellow]not saved:[/yellow] {escape(str(e))}")
 
@@ -248,9 +264,20 @@ class Chat:
             self.assistant = self._rebuilt(self.assistant.settings.model_copy(update={"lang": arg.lower()}))
         self.console.print(f"lang: {self.assistant.settings.lang}")
 
+    def retry(self, arg: str) -> None:
+        """Answer the last question again (after /search on, /model, …); the new answer takes the old one's place."""
+        if self.unanswered:
+            question, again = self.unanswered, False
+        elif self.turns:
+            question, again = self.turns[-1].question, True
+        else:
+            raise AssistantError("no question to answer again yet")
+        self.console.print(f"[dim]again: {escape(question)}[/dim]")
+        self.ask(question, again=again)
+
     def reset(self, arg: str) -> None:
         """Forget the conversation; the next question starts a new one."""
-        self.turns, self.conversation, self.last = [], None, None
+        self.turns, self.conversation, self.last, self.unanswered = [], None, None, None
         self.console.print("(new conversation)")
 
     def save(self, arg: str) -> None:
@@ -285,6 +312,7 @@ COMMANDS: dict[str, tuple[Callable[[Chat, str], None], str]] = {
     "search": (Chat.set_search, "on | off | BACKEND: search or not, or with ddgs, searxng, local, a chain ddgs,local"),
     "model": (Chat.set_model, "NAME: load another model; the conversation goes on"),
     "lang": (Chat.set_lang, "CODE | auto: the language route (as --lang), or detect it per question"),
+    "retry": (Chat.retry, "answer the last question again (e.g. after /search on); the new answer replaces it"),
     "reset": (Chat.reset, "start a new conversation"),
     "save": (Chat.save, "FILE: write the conversation as Markdown, with its sources"),
 }
@@ -303,14 +331,17 @@ def line_reader(interactive: bool) -> Callable[[str], str]:
     return session.prompt
 
 
-def run_chat(settings: Settings) -> None:
-    """Load the assistant the settings name and chat until Ctrl-D or /exit."""
+def run_chat(settings: Settings, resume: int | None = None) -> None:
+    """Load the assistant the settings name and chat until Ctrl-D or /exit; `resume`: go on with that saved
+    conversation, its turns in context and new turns added to it."""
+    store = ChatStore.default()
+    earlier = store.turns(resume) if resume is not None else []  # an unknown id fails before the model loads
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
     plain = not sys.stdout.isatty() or bool(os.environ.get("NO_COLOR"))
     console = Console(highlight=False, color_system=None if plain else "auto")
     with console.status("loading the model…") if not plain else nullcontext():
         assistant = Assistant.from_settings(settings)
-    chat = Chat(assistant, console, ChatStore.default(), live=not plain)
+    chat = Chat(assistant, console, store, live=not plain, turns=earlier, conversation=resume)
     try:
         chat.run(line_reader(interactive))
     finally:

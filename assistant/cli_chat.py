@@ -1,6 +1,7 @@
 """The `chat` and `history` commands: a terminal chat with `ask`'s options, and the chats it saved.
 
 assistant chat --search local --index tests.db
+assistant chat --resume 3  # go on with conversation 3
 assistant history          # id, started, turns, first question (tab-separated when piped)
 assistant history 3        # one conversation as Markdown, with its sources
 assistant history --json   # the same as JSON (README: Chat)
@@ -22,11 +23,17 @@ from assistant.settings import Settings
 @app.command()
 @fails_cleanly
 @with_settings()
-def chat(settings: Settings) -> None:
+def chat(
+    settings: Settings,
+    resume: Annotated[
+        int | None,
+        typer.Option("--resume", "-r", help="Go on with a saved chat: its turns are the context, new ones are added."),
+    ] = None,
+) -> None:
     """Chat in the terminal: answers with citations that remember the conversation; /help inside lists commands."""
     from assistant.chat import run_chat
 
-    run_chat(settings)
+    run_chat(settings, resume=resume)
 
 
 @app.command()

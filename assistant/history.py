@@ -103,6 +103,15 @@ class ChatStore:
             )
         return conversation
 
+    def replace_last(self, conversation: int, turn: ChatTurn) -> None:
+        """Put `turn` in place of the last turn of a conversation (a question answered again with /retry)."""
+        with closing(self._connect()) as db, db:
+            db.execute(
+                "UPDATE turns SET question = ?, answer = ?, sources = ?, model = ?, time = ? "
+                "WHERE id = (SELECT MAX(id) FROM turns WHERE conversation = ?)",
+                (turn.question, turn.answer, json.dumps(turn.sources), turn.model, turn.time, conversation),
+            )
+
     def conversations(self) -> list[Conversation]:
         """Every conversation, oldest first."""
         if not self.path.exists():
@@ -116,6 +125,8 @@ class ChatStore:
 
     def turns(self, conversation: int) -> list[ChatTurn]:
         """The turns of one conversation, in order; an unknown id is an AssistantError."""
+        if not self.path.exists():
+            raise AssistantError(f"no conversation {conversation}: no chat is saved yet — `assistant chat` starts one")
         with closing(self._connect()) as db:
             rows = db.execute(
                 "SELECT question, answer, sources, model, time FROM turns WHERE conversation = ? ORDER BY id",

@@ -264,7 +264,7 @@ def test_help_sources_and_unknown_commands(model, index):
     assert s.child.exitstatus == 0, s.screen()
     screen = s.screen()
     assert "no answer yet" in screen
-    for command in ("/help", "/sources", "/search", "/model", "/lang", "/reset", "/save", "/exit"):
+    for command in ("/help", "/sources", "/search", "/model", "/lang", "/retry", "/reset", "/save", "/exit"):
         assert re.search(rf"^\s+{command}\b", screen, re.M), command
     after = screen.split("> /sources")[-1]
     assert "[1] Bogotá — triviaqa-19" in after and "is the capital and largest city of Colombia" in after, after
@@ -334,6 +334,84 @@ def test_reset_forgets_and_save_writes_a_markdown_transcript(model, index, tmp_p
     assert f"saved 2 turns to {out}" in screen and "cannot write /nonexistent/dir/chat.md" in screen, screen
     conversations = run_cli("history").stdout
     assert "What is the capital" in conversations and "The rivers Trent" in conversations, conversations
+
+
+def test_resume_goes_on_with_a_saved_conversation(model, index):
+    url, script = model
+    script.replies += ["Bogotá [1]", "About 7 million [1]", "Humber [1]"]
+    first = Session(chat_args(url, index))
+    first.say("What is the capital of Colombia?")
+    assert first.end() == 0, first.screen()
+    other = Session(chat_args(url, index))
+    other.say("The rivers Trent and Ouse flow into which estuary?")
+    assert other.end() == 0, other.screen()
+    resumed = Session([*chat_args(url, index), "--resume", "1"])
+    resumed.say("and how many people live there?")
+    assert resumed.end() == 0, resumed.screen()
+    screen = resumed.screen()
+    assert "conversation 1 resumed, 1 turns; the last: What is the capital of Colombia?" in screen, screen
+    sent = script.requests[-1]["messages"]
+    assert [m["role"] for m in sent] == ["system", "user", "assistant", "user"], sent
+    assert sent[1]["content"] == "What is the capital of Colombia?" and "Trent" not in json.dumps(sent)
+    assert "Question: and how many people live there?" in sent[-1]["content"]
+    shown = json.loads(run_cli("history", "1", "--json").stdout)
+    assert [t["question"] for t in shown["turns"]] == [
+        "What is the capital of Colombia?",
+        "and how many people live there?",
+    ], "the new turn is added to the saved conversation"
+    assert [c["turns"] for c in json.loads(run_cli("history", "--json").stdout)] == [2, 1], "no new conversation"
+
+
+def test_resume_with_an_unknown_id_is_one_line_that_says_where_the_ids_are(model, index):
+    url, script = model
+    nothing = run_cli(*chat_args(url, index)[2:], "--resume", "3")
+    assert nothing.returncode == 1 and "no conversation 3: no chat is saved yet" in nothing.stderr, nothing.stderr
+    script.replies += ["Bogotá [1]"]
+    saved = run_cli(*chat_args(url, index)[2:], stdin="What is the capital of Colombia?\n")
+    assert saved.returncode == 0, saved.stderr
+    missing = run_cli(*chat_args(url, index)[2:], "--resume", "7", stdin="Who?\n")
+    assert missing.returncode == 1, missing.stderr
+    assert "no conversation 7 — `assistant history` lists them" in " ".join(missing.stderr.split()), missing.stderr
+    assert "Traceback" not in missing.stderr and len(script.requests) == 1, "the model is never asked"
+
+
+def test_retry_answers_the_last_question_again_in_place_of_its_answer(model, index):
+    url, script = model
+    script.replies += ["I do not know.", "Bogotá [1]", "About 7 million [1]"]
+    s = Session(chat_args(url, index))
+    s.say("/retry")
+    s.say("/search off")
+    s.say("What is the capital of Colombia?")
+    s.say("/search on")
+    s.say("/retry")
+    s.say("and how many people live there?")
+    assert s.end() == 0, s.screen()
+    screen = s.screen()
+    assert "no question to answer again yet" in screen and "again: What is the capital of Colombia?" in screen
+    closed, retried, follow_up = script.requests
+    assert "<sources" not in json.dumps(closed) and "<sources untrusted>" in retried["messages"][-1]["content"]
+    assert [m["role"] for m in retried["messages"]] == ["system", "user"], "the old answer is not in context"
+    earlier = [m["content"] for m in follow_up["messages"][1:-1]]
+    assert earlier == ["What is the capital of Colombia?", "Bogotá"], "the new answer replaced the old in context"
+    shown = json.loads(run_cli("history", "1", "--json").stdout)
+    assert [t["answer"] for t in shown["turns"]] == ["Bogotá [1]", "About 7 million [1]"], shown
+
+
+def test_retry_after_a_stopped_answer_asks_that_question(model, index):
+    url, script = model
+    words = " ".join(f"w{i}" for i in range(40))
+    script.replies += [f"SLOW {words}", "Bogotá [1]"]
+    s = Session(chat_args(url, index))
+    s.child.sendline("What is the capital of Colombia?")
+    s.child.expect_exact("w2")
+    s.child.sendintr()
+    s.child.expect_exact("(stopped)")
+    s.prompt()
+    s.say("/retry")
+    assert s.end() == 0, s.screen()
+    assert "Bogotá [1]" in s.screen() and "Question: What is the capital of Colombia?" in script.user_turns()[-1]
+    shown = json.loads(run_cli("history", "1", "--json").stdout)
+    assert [t["answer"] for t in shown["turns"]] == ["Bogotá [1]"], shown
 
 
 def test_ctrl_c_stops_an_answer_and_returns_to_the_prompt(model, index):
