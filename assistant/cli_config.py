@@ -18,7 +18,6 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from assistant import settings_file
 from assistant.cli_app import app, err, fails_cleanly, settings_from
 from assistant.listing import print_json
 from assistant.settings import Settings, config_file
@@ -71,6 +70,8 @@ def config_init(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing config.toml.")] = False,
 ) -> None:
     """Write a config.toml with every key, what it does and its default, all commented out."""
+    from assistant import settings_file
+
     path = config_file()
     settings_file.write_template(path, force)
     typer.echo(f"wrote {path}")
@@ -80,6 +81,8 @@ def config_init(
 @fails_cleanly
 def config_set(key: KEY, value: Annotated[str, typer.Argument(help="The value, as on the command line.")]) -> None:
     """Set a key in config.toml, validated as the settings are (a bad value leaves the file as it was)."""
+    from assistant import settings_file
+
     path = config_file()
     written = settings_file.set_value(path, key, value)
     if key == "api_key":
@@ -91,15 +94,21 @@ def config_set(key: KEY, value: Annotated[str, typer.Argument(help="The value, a
 @config_app.command("get")
 @fails_cleanly
 def config_get(key: KEY) -> None:
-    """Print the value in force of a key (flag > ASSISTANT_* variable > config.toml > default)."""
+    """Print the value in force of a key (ASSISTANT_* variable > config.toml > default): text as is, nothing when
+    unset, anything else as JSON."""
+    from assistant import settings_file
+
     settings_file.key_field(key)  # a typo is an error before the settings are read
-    typer.echo(settings_file.shown_value(settings_file.value_in_force(shown(settings_from()), key)))
+    value = settings_file.value_in_force(shown(settings_from()), key)
+    typer.echo("" if value is None else value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
 
 
 @config_app.command("unset")
 @fails_cleanly
 def config_unset(key: KEY) -> None:
     """Remove a key from config.toml, so that its default applies."""
+    from assistant import settings_file
+
     path = config_file()
     removed = settings_file.unset_value(path, key)
     typer.echo(f"{key} removed from {path}" if removed else f"{key} was not set in {path}")
@@ -107,6 +116,8 @@ def config_unset(key: KEY) -> None:
 
 
 def _note_override(key: str) -> None:
+    from assistant import settings_file
+
     variable = settings_file.overriding_variable(key)
     if variable:
         err.print(

@@ -3,7 +3,7 @@
     assistant config init                     # every key with its default, commented out
     assistant config set max_steps 5          # validated as Settings validates it; the file is untouched on error
     assistant config set routes.fr.region fr-fr
-    assistant config get search               # the value in force (flag > ASSISTANT_* > file > default)
+    assistant config get search               # the value in force (ASSISTANT_* > file > default)
 
 A key is a field of `Settings`, or `routes.CODE.FIELD` for a field of a language's `RouteConfig`; a misspelled
 one is answered with the nearest valid key. Edits go through tomlkit, so the user's comments and layout stay, and
@@ -13,7 +13,6 @@ atomically, never left half written.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import tempfile
@@ -87,10 +86,11 @@ def set_value(path: Path, key: str, raw: str) -> Any:
 
 
 def unset_value(path: Path, key: str) -> bool:
-    """Remove `key` from the config file at `path`, so that its default applies; False if it was not set there."""
-    parts, _ = key_field(key)
+    """Remove `key` from the config file at `path`, so that its default applies; False if it was not set there.
+    A key that is no setting is removed too when the file has it (a typo that load-time warnings name)."""
     text = _read(path)
     doc = tomlkit.parse(text)
+    parts: tuple[str, ...] = (key,) if key in doc else key_field(key)[0]
     tables: list[Any] = [doc]
     for part in parts[:-1]:
         if part not in tables[-1]:
@@ -196,10 +196,3 @@ def _write(path: Path, text: str) -> None:
         if temporary is not None:
             temporary.unlink(missing_ok=True)
         raise AssistantError(f"cannot write {path}: {e.strerror or e} — check the config dir's permissions") from None
-
-
-def shown_value(value: Any) -> str:
-    """A value as `config get` prints it: text as is, nothing for unset, anything else as JSON."""
-    if value is None:
-        return ""
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)

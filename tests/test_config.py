@@ -170,6 +170,14 @@ def test_routes_are_set_and_unset_one_field_at_a_time(isolated: Path):
     assert result.exit_code == 0 and "was not set" in result.output, result.output
 
 
+def test_a_misspelled_key_in_the_file_can_be_unset(isolated: Path):
+    path = write_config(isolated, "max_step = 5\nsearch = 'local'\n")
+    result = runner.invoke(app, ["config", "unset", "max_step"])
+    assert result.exit_code == 0 and "max_step removed" in result.output, result.output
+    assert path.read_text(encoding="utf-8") == "search = 'local'\n"
+    assert runner.invoke(app, ["config"]).stderr == "", "no warning is left"
+
+
 def test_config_set_says_when_a_variable_overrides_the_file(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("ASSISTANT_MAX_STEPS", "2")
     result = runner.invoke(app, ["config", "set", "max_steps", "4"])
