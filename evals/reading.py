@@ -10,6 +10,7 @@ search, as `rag` and `plain` do), and then answered by several prompts that diff
 |---|---|---|---|
 | plain | the baseline's (assistant/baseline.py) | top 3, `[n] Title: text`, blank lines | the short answer |
 | plain-cite | the baseline's | top 3, as plain | the answer and its source number, like "Paris [2]" |
+| fenced-cite | the baseline's | top 3, fenced, as `rag` renders them | the answer and its source number |
 | rag3 | the project's (prompts/search.md, "untrusted") | top 3, fenced, as `rag` renders them | the short answer |
 | rag3-cite | the project's | top 3, fenced | the answer and its source number |
 | rag5 | the project's | what `rag` shows (the token budget, up to 5) | the short answer |
@@ -71,6 +72,7 @@ def variants(question: str, top3: list[Source], shown: list[Source]) -> dict[str
     return {
         "plain": plain,
         "plain-cite": with_tail(plain, CITE_TAIL),
+        "fenced-cite": [plain[0], *rag3[1:]],
         "rag3": with_tail(rag3, PLAIN_TAIL),
         "rag3-cite": rag3,
         "rag5": with_tail(rag5, PLAIN_TAIL),
@@ -79,7 +81,7 @@ def variants(question: str, top3: list[Source], shown: list[Source]) -> dict[str
     }
 
 
-VARIANTS = ("plain", "plain-cite", "rag3", "rag3-cite", "rag5", "rag5-cite", "plain-bare")
+VARIANTS = ("plain", "plain-cite", "fenced-cite", "rag3", "rag3-cite", "rag5", "rag5-cite", "plain-bare")
 
 
 def retrieve(assistant: Assistant, question: str) -> tuple[list[Source], list[Source], int]:
