@@ -52,6 +52,7 @@ MODE_SETS = {
 ANSWER_SETTINGS = (
     "max_steps",
     "context_tokens",
+    "shown_sources",
     "max_results",
     "read_pages",
     "max_tokens",

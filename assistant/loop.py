@@ -45,6 +45,7 @@ def answer(
     max_steps: int = 3,
     multi: bool = True,
     context_tokens: int = 600,
+    shown_sources: int = 3,
     max_tokens: int = 256,
     temperature: float = 0.0,
     load_seconds: float = 0.0,
@@ -68,7 +69,7 @@ def answer(
     stuck = False  # the last call found nothing new: searching on would only repeat itself
     for step in range(1, max_steps + 1):
         last = not multi or step == max_steps or stuck
-        shown = state.shown(context_tokens, model.count_tokens)
+        shown = state.shown(context_tokens, model.count_tokens, shown_sources)
         messages = search_messages(question, shown, state.notes, example, turns, prompts)
         reply = yield from generation(model, messages, opts, state)
         parsed = parse_answer(reply.text, {s.n for s in shown}, question)

@@ -114,6 +114,7 @@ class Assistant:
             max_steps=s.max_steps,
             multi=self.multi_step(spec, model) if multi is None else multi,
             context_tokens=s.context_tokens,
+            shown_sources=s.shown_sources,
             max_tokens=s.max_tokens,
             temperature=s.temperature,
             load_seconds=load,

@@ -118,6 +118,7 @@ class Settings(BaseSettings):
     max_results: int = Field(5, ge=1, le=20, description="search results per query")
     read_pages: int = Field(2, ge=0, le=10, description="pages fetched and read per web search")
     context_tokens: int = Field(600, ge=100, description="token budget for source text in the prompt")
+    shown_sources: int = Field(3, ge=1, le=20, description="most sources shown in one answering step")
     max_tokens: int = Field(256, ge=16, description="most tokens in an answer")
     n_ctx: int = Field(4096, ge=512, description="context window to allocate (llama.cpp) or to assume (openai)")
     threads: int | None = Field(None, ge=1, description="CPU threads for llama.cpp (default: all cores)")

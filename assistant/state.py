@@ -115,11 +115,13 @@ class RunState:
         self.seen[id] = self.seen[digest] = source.n
         return source
 
-    def shown(self, budget: int, count: Callable[[str], int]) -> list[Source]:
-        """The best sources that fit `budget` tokens: newest step first, then the search engine's order."""
+    def shown(self, budget: int, count: Callable[[str], int], most: int = 3) -> list[Source]:
+        """The best `most` sources that fit `budget` tokens: newest step first, then the search engine's order."""
         chosen: list[Source] = []
         used = 0
         for s in sorted(self.sources, key=lambda s: (-self.rank[s.n][0], self.rank[s.n][1])):
+            if len(chosen) == most:
+                break
             head = f"[{s.n}] {s.title}: "
             s = replace(s, text=cap_tokens(s.text, budget - count(head), count))  # none costs more than the budget
             cost = count(head + s.text)

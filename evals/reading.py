@@ -93,7 +93,7 @@ def retrieve(assistant: Assistant, question: str) -> tuple[list[Source], list[So
     for _ in state.call(1, default_tools()["web_search"], {"query": question}, by="policy"):
         pass
     budget = assistant.settings.context_tokens
-    return state.sources[:3], state.shown(budget, model.count_tokens), budget
+    return state.sources[:3], state.shown(budget, model.count_tokens, most=5), budget  # rag before 19's fix
 
 
 def reply(model: ModelBackend, messages: list[Message]) -> tuple[str, int, float]:

@@ -274,3 +274,16 @@ def test_a_long_local_document_does_not_overflow_the_context(tmp_path, fake_mode
     prompt = sum(fake_model.count_tokens(m.content) for m in messages)
     assert prompt + options.max_tokens <= fake_model.context_length, f"a {prompt}-token prompt overflows"
     assert a.shown and a.sources[0].id.startswith("chronicle#")
+
+
+def test_three_sources_are_shown_unless_the_setting_says_otherwise(fake_model):
+    results = [SearchResult(f"p{i}", f"Painting {i}", "", "", f"Painting {i} hangs in room {i}.") for i in range(1, 6)]
+    search = ListSearch(table={"Who painted The Night Watch?": results})
+    fake_model.enqueue("Answer: unknown", "Answer: unknown")
+    default, five = (
+        final(run(fake_model, search, multi=False)),
+        final(run(fake_model, search, multi=False, shown_sources=5)),
+    )
+    assert default.shown == [1, 2, 3] and five.shown == [1, 2, 3, 4, 5]
+    prompts = [call[0][1].content for call in fake_model.history]
+    assert "[3] Painting 3" in prompts[0] and "[4] Painting 4" not in prompts[0] and "[5] Painting 5" in prompts[1]
