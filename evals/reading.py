@@ -164,30 +164,36 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def report(rows: list[dict[str, Any]], reference: str = "plain") -> str:
-    """A markdown table: each variant's EM both ways, citation precision and tokens; paired EM against the
-    reference variant (first-line reading) over the questions both answered."""
+    """A markdown table over the questions answered in every variant present: each variant's EM read both ways,
+    F1, citation precision and prompt tokens, and its EM (parsed) paired against the reference's (first line),
+    with a bootstrap interval and the questions won and lost."""
     by: dict[str, dict[str, dict[str, Any]]] = {}
     for r in rows:
         by.setdefault(r["variant"], {})[r["id"]] = r
-    ref = by.get(reference, {})
+    names = [v for v in VARIANTS if v in by]
+    ids = [i for i in by.get(reference, {}) if all(i in by[v] for v in names)]
+    ref = [by[reference][i]["em_first_line"] for i in ids]
     lines = [
-        "| variant | n | EM first line | EM parsed | F1 parsed | cited right | prompt tokens | "
-        f"EM parsed − {reference} EM first line |",
+        f"{len(ids)} questions answered in every variant.",
+        "",
+        "| variant | EM first line | EM parsed | F1 parsed | cited right | prompt tokens | "
+        f"EM parsed − {reference} | won, lost |",
         "|---|---|---|---|---|---|---|---|",
     ]
     mean: Callable[[list[float]], float] = lambda xs: 100 * sum(xs) / len(xs) if xs else 0.0  # noqa: E731
-    for v in [v for v in VARIANTS if v in by]:
-        rs = list(by[v].values())
-        ids = [i for i in by[v] if i in ref]
-        d = paired_bootstrap([ref[i]["em_first_line"] for i in ids], [by[v][i]["em_parsed"] for i in ids])
+    for v in names:
+        rs = [by[v][i] for i in ids]
+        em = [r["em_parsed"] for r in rs]
+        d = paired_bootstrap(ref, em)
+        won = sum(1 for a, b in zip(ref, em, strict=True) if b > a)
+        lost = sum(1 for a, b in zip(ref, em, strict=True) if b < a)
         cited = [r for r in rs if r["cited"]]
-        em_first, em_parsed = mean([r["em_first_line"] for r in rs]), mean([r["em_parsed"] for r in rs])
         lines.append(
-            f"| {v} | {len(rs)} | {em_first:.1f} | {em_parsed:.1f}"
+            f"| {v} | {mean([r['em_first_line'] for r in rs]):.1f} | {mean(em):.1f}"
             f" | {mean([r['f1_parsed'] for r in rs]):.1f}"
             f" | {mean([r['citation_right'] for r in cited]):.1f} of {len(cited)}"
-            f" | {sum(r['prompt_tokens'] for r in rs) / len(rs):.0f}"
-            f" | {100 * d.mean:+.1f} [{100 * d.low:+.1f}, {100 * d.high:+.1f}] |"
+            f" | {sum(r['prompt_tokens'] for r in rs) / max(1, len(rs)):.0f}"
+            f" | {100 * d.mean:+.1f} [{100 * d.low:+.1f}, {100 * d.high:+.1f}] | {won}, {lost} |"
         )
     return "\n".join(lines)
 
