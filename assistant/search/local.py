@@ -8,6 +8,11 @@ Build one from `{id, title, text, url?}` records (or FlashRAG's `{id, contents}`
 then `LocalIndex(Path('index.db')).search('who painted the night watch')`. User text never reaches FTS5 as
 syntax: it is split into words, stop words dropped, each word quoted, and the words OR-ed.
 
+`retriever` chooses the ranking: `hybrid` (the default) fuses the BM25 top `pool` and the dense top `pool`
+(embeddings, assistant/search/vectors.py) by reciprocal rank fusion; `bm25` and `dense` use one side alone. An
+index without vectors, with damaged ones, or whose embedder cannot load here, is searched with BM25 alone, and
+`find` says so in its outcome's notes. `embed_index` (`assistant index embed INDEX.db`) adds the vectors.
+
 A record that is already passage-sized is stored as it came; a longer document is split into ~100-word passages
 `ID#0`, `ID#1`, … that keep its title, url and, in `doc_id`, its id. The file carries its layout's number
 (`PRAGMA user_version`, `SCHEMA_VERSION`): an older file is refused with the command that upgrades it
@@ -16,6 +21,7 @@ A record that is already passage-sized is stored as it came; a longer document i
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -23,13 +29,16 @@ import sqlite3
 import tempfile
 import time
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import get_args
 
 from assistant.errors import AssistantError, SearchError
 from assistant.passages import WHOLE_PASSAGE_WORDS, document_passages
-from assistant.search.base import SearchResult
+from assistant.search.base import Retriever, SearchOutcome, SearchResult
+from assistant.search.embed import Embedder, load_embedder
+from assistant.search.vectors import Dense, EmbedReport, NoDense, embed_vectors, load_dense, rrf, stored_embedder
 
 SNIPPET_CHARS = 200
 
@@ -38,6 +47,8 @@ _STOP = """a about an and are as at be been but by can could did do does for fro
     how i in into is it its me my near not of on or our she so than that the their them then there these they
     this those to was we were what when where which who whom whose why will with would you your s t"""
 STOP_WORDS = frozenset(_STOP.split())
+
+POOL = 40  # candidates each side hands to the fusion: deeper than what is shown, as issue 13 asks
 
 # Schema 0 (no user_version) stored each record whole; 1 splits long documents into passages with a doc_id.
 SCHEMA_VERSION = 1
@@ -269,6 +280,39 @@ def migrate_index(path: Path) -> str:
     )
 
 
+def embed_index(
+    path: Path, embedder: Embedder, progress: Callable[[int, int], None] | None = None, redo: bool = False
+) -> EmbedReport:
+    """Add `embedder`'s vectors to the passages of the index at `path` that lack one (all of them with `redo`)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise AssistantError(
+            f"index not found: {path} — build one with `assistant index build FILE.jsonl --out {path}`"
+        )
+    con = sqlite3.connect(path, timeout=30)
+    try:
+        version = _schema_version(con, path)
+        if version != SCHEMA_VERSION:
+            raise AssistantError(_version_problem(path, version))
+        return embed_vectors(con, path, embedder, progress, redo)
+    finally:
+        con.close()
+
+
+def index_embedder(path: Path) -> str | None:
+    """The embedder whose vectors the index at `path` holds, or None (no vectors yet, or no such file)."""
+    try:
+        con = sqlite3.connect(Path(path).expanduser().resolve().as_uri() + "?mode=ro", uri=True)
+    except sqlite3.Error:
+        return None
+    try:
+        return stored_embedder(con)[0]
+    except sqlite3.Error:
+        return None
+    finally:
+        con.close()
+
+
 def query_terms(query: str) -> list[str]:
     """The words of `query` that are searched for: lower-cased, de-duplicated, stop words dropped."""
     words = list(dict.fromkeys(re.findall(r"\w+", query.lower())))
@@ -289,15 +333,31 @@ def _snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
 
 
 class LocalIndex:
-    """Searches an index made by `build_index`; `title_weight` scales title matches against text matches."""
+    """Searches an index made by `build_index` with `retriever`; `title_weight` scales BM25's title matches
+    against text matches; `embedder` (else the one the index names, loaded with `threads`) embeds queries."""
 
     name = "local"
     cacheable = False  # as fast as the cache, and a rebuilt index must not serve stale hits
 
-    def __init__(self, path: Path, title_weight: float = 2.0):
+    def __init__(
+        self,
+        path: Path,
+        title_weight: float = 2.0,
+        retriever: Retriever = "hybrid",
+        embedder: Embedder | None = None,
+        pool: int = POOL,
+        threads: int | None = None,
+    ):
+        if retriever not in get_args(Retriever):
+            raise AssistantError(f"unknown retriever {retriever!r} — choose from {', '.join(get_args(Retriever))}")
         self.path = Path(path).expanduser()
         self.title_weight = title_weight
+        self.retriever = retriever
+        self.embedder = embedder
+        self.pool = pool
+        self.threads = threads
         self._con: sqlite3.Connection | None = None
+        self._dense: Dense | NoDense | None = None  # loaded at the first search that needs it
 
     def _db(self) -> sqlite3.Connection:
         if self._con is None:
@@ -327,20 +387,63 @@ class LocalIndex:
         rid, title, text, url = row
         return SearchResult(id=rid, title=title, url=url, snippet=_snippet(text), text=text, backend=self.name)
 
-    def search(self, query: str, max_results: int = 5) -> list[SearchResult]:
-        """Up to `max_results` passages for `query`, best BM25 score first."""
+    def _bm25(self, query: str, n: int) -> list[int]:
+        """The rowids of the `n` best BM25 matches of `query`."""
         match = fts_query(query)
         if not match:
             return []
-        sql = (
-            "SELECT d.id, d.title, d.text, d.url FROM docs_fts JOIN docs d ON d.rowid = docs_fts.rowid "
-            "WHERE docs_fts MATCH ? ORDER BY bm25(docs_fts, ?, 1.0) LIMIT ?"
-        )
+        sql = "SELECT rowid FROM docs_fts WHERE docs_fts MATCH ? ORDER BY bm25(docs_fts, ?, 1.0) LIMIT ?"
+        return [r for (r,) in self._db().execute(sql, (match, self.title_weight, n)).fetchall()]
+
+    def dense(self) -> Dense | NoDense:
+        """The dense side (vectors in memory and the query embedder), or NoDense saying why there is none."""
+        if self._dense is None:
+            load = functools.partial(load_embedder, threads=self.threads)
+            try:
+                self._dense = load_dense(self._db(), self.path, self.embedder, load)
+            except NoDense as e:
+                self._dense = e
+            except sqlite3.DatabaseError as e:  # a `vectors` table of another shape, a damaged page
+                redo = f"`assistant index embed {self.path} --redo`"
+                self._dense = NoDense(
+                    f"cannot read the vectors of {self.path} ({e}), so it was searched with BM25 "
+                    f"alone — re-embed with {redo}"
+                )
+        return self._dense
+
+    def find(self, query: str, max_results: int = 5) -> SearchOutcome:
+        """Up to `max_results` passages for `query`, best first, with notes when the retriever had to fall back."""
+        notes: list[str] = []
         try:
-            rows = self._db().execute(sql, (match, self.title_weight, max_results)).fetchall()
+            dense = self.dense() if self.retriever != "bm25" else None
+            if isinstance(dense, NoDense):
+                notes.append(str(dense))
+                dense = None
+            elif dense is not None and dense.note:
+                notes.append(dense.note)
+            if dense is None:
+                ranked = self._bm25(query, max_results)
+            elif self.retriever == "dense":
+                ranked = dense.top(query, max_results)
+            else:
+                ranked = rrf([self._bm25(query, self.pool), dense.top(query, self.pool)])[:max_results]
+            results = self._rows(ranked)
         except sqlite3.Error as e:
             raise SearchError(f"local index query failed: {e} — rebuild {self.path} if this repeats") from None
-        return [self._result(r) for r in rows]
+        return SearchOutcome(results, backend=self.name, notes=notes)
+
+    def search(self, query: str, max_results: int = 5) -> list[SearchResult]:
+        """Up to `max_results` passages for `query`, best first (`find` also says how they were found)."""
+        return self.find(query, max_results).results
+
+    def _rows(self, rowids: list[int]) -> list[SearchResult]:
+        """The passages of these rowids, in this order."""
+        if not rowids:
+            return []
+        marks = ",".join("?" * len(rowids))
+        sql = f"SELECT rowid, id, title, text, url FROM docs WHERE rowid IN ({marks})"
+        rows = {r[0]: r[1:] for r in self._db().execute(sql, rowids).fetchall()}
+        return [self._result(rows[r]) for r in rowids if r in rows]
 
     def get(self, id: str) -> SearchResult | None:
         """The passage with this id, or None."""
@@ -352,11 +455,12 @@ class LocalIndex:
         return self._db().execute("SELECT count(*) FROM docs").fetchone()[0]
 
     def meta(self) -> dict[str, str]:
-        """What the index was built from and when: built_at, sources (a JSON list), count."""
+        """What the index was built from and when: built_at, sources (a JSON list), count; embedder, if any."""
         return dict(self._db().execute("SELECT key, value FROM meta").fetchall())
 
     def close(self) -> None:
-        """Release the database connection."""
+        """Release the database connection and the vectors held in memory."""
         if self._con is not None:
             self._con.close()
             self._con = None
+        self._dense = None
