@@ -110,7 +110,8 @@ def index_build(
         typer.echo(f"{report} → {out}")
         return
     err.print(
-        f"[dim]{escape(str(report))}; embedding them (stop any time: `assistant index embed {out}` resumes)[/dim]"
+        f"[dim]{escape(str(report))}; embedding them (stop any time: `assistant index embed {out}` resumes)[/dim]",
+        soft_wrap=True,
     )
     typer.echo(f"{report}; {_embed(out, settings, redo=False)} → {out}")
 

