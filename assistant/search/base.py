@@ -6,9 +6,12 @@ Web backends return snippets (the loop reads the pages); the local index returns
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from assistant.errors import SearchError
+
+# How the local index ranks: BM25 and embeddings fused, or one of them alone (assistant/search/local.py).
+Retriever = Literal["hybrid", "bm25", "dense"]
 
 
 @dataclass
@@ -30,7 +33,7 @@ class SearchOutcome:
     results: list[SearchResult]
     failures: list[str] = field(default_factory=list)
     backend: str | None = None
-    notes: list[str] = field(default_factory=list)  # configured backends that were skipped, and why
+    notes: list[str] = field(default_factory=list)  # backends skipped, and why; what a backend noted on this query
 
 
 class TransientSearchError(SearchError):
@@ -55,6 +58,16 @@ class SearchBackend(Protocol):
 
     def search(self, query: str, max_results: int = 5) -> list[SearchResult]:
         """Up to `max_results` hits for `query`, best first."""
+        ...
+
+
+@runtime_checkable
+class Finder(SearchBackend, Protocol):
+    """A backend that says more than its results: `find` returns an outcome whose notes reach the answer
+    (the local index notes a fallback from hybrid to BM25 retrieval)."""
+
+    def find(self, query: str, max_results: int = 5) -> SearchOutcome:
+        """The results for `query`, best first, with notes on how they were found."""
         ...
 
 

@@ -1,6 +1,8 @@
-"""A local search index: SQLite FTS5 ranked by BM25 over JSON Lines passages, so search works offline.
+"""A local search index: SQLite FTS5 ranked by BM25, and embeddings, over JSON Lines passages, so search works
+offline.
 
-Build one from `{id, title, text, url?}` records (or FlashRAG's `{id, contents}`, title on the first line):
+Build one with `build_index` (assistant/search/index_file.py, which also upgrades and embeds it; its names are
+re-exported here):
 
     PYTHONPATH=. python -c "from pathlib import Path; from assistant.search.local import build_index; \
         print(build_index([Path('passages.jsonl')], Path('index.db')))"
@@ -8,28 +10,48 @@ Build one from `{id, title, text, url?}` records (or FlashRAG's `{id, contents}`
 then `LocalIndex(Path('index.db')).search('who painted the night watch')`. User text never reaches FTS5 as
 syntax: it is split into words, stop words dropped, each word quoted, and the words OR-ed.
 
-A record that is already passage-sized is stored as it came; a longer document is split into ~100-word passages
-`ID#0`, `ID#1`, … that keep its title, url and, in `doc_id`, its id. The file carries its layout's number
-(`PRAGMA user_version`, `SCHEMA_VERSION`): an older file is refused with the command that upgrades it
-(`assistant index migrate INDEX.db`, i.e. `migrate_index`), a newer one with a request to upgrade the program.
+`retriever` chooses the ranking: `hybrid` (the default) fuses the BM25 top `pool` and the dense top `pool`
+(embeddings, assistant/search/vectors.py) by reciprocal rank fusion; `bm25` and `dense` use one side alone. An
+index without vectors, with damaged ones, or whose embedder cannot load here, is searched with BM25 alone, and
+`find` says so in its outcome's notes. `embed_index` (`assistant index embed INDEX.db`) adds the vectors.
 """
 
 from __future__ import annotations
 
-import json
-import os
+import functools
 import re
 import sqlite3
-import tempfile
-import time
-import unicodedata
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import get_args
 
 from assistant.errors import AssistantError, SearchError
-from assistant.passages import WHOLE_PASSAGE_WORDS, document_passages
-from assistant.search.base import SearchResult
+from assistant.search.base import Retriever, SearchOutcome, SearchResult
+from assistant.search.embed import Embedder, load_embedder
+from assistant.search.index_file import (
+    SCHEMA_VERSION,
+    BuildReport,
+    build_index,
+    embed_index,
+    index_embedder,
+    migrate_index,
+    schema_version,
+    version_problem,
+)
+from assistant.search.vectors import Dense, NoDense, load_dense, rrf
+
+# build_index and friends live in index_file.py; callers have always found them here.
+__all__ = [
+    "POOL",
+    "SCHEMA_VERSION",
+    "BuildReport",
+    "LocalIndex",
+    "build_index",
+    "embed_index",
+    "fts_query",
+    "index_embedder",
+    "migrate_index",
+    "query_terms",
+]
 
 SNIPPET_CHARS = 200
 
@@ -39,234 +61,7 @@ _STOP = """a about an and are as at be been but by can could did do does for fro
     this those to was we were what when where which who whom whose why will with would you your s t"""
 STOP_WORDS = frozenset(_STOP.split())
 
-# Schema 0 (no user_version) stored each record whole; 1 splits long documents into passages with a doc_id.
-SCHEMA_VERSION = 1
-_SCHEMA = f"""
-PRAGMA user_version = {SCHEMA_VERSION};
-CREATE TABLE docs (rowid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, doc_id TEXT NOT NULL, title TEXT NOT NULL,
-                   text TEXT NOT NULL, url TEXT NOT NULL DEFAULT '');
-CREATE INDEX docs_doc_id ON docs (doc_id);
-CREATE VIRTUAL TABLE docs_fts USING fts5(title, text, content='docs', content_rowid='rowid',
-                                         tokenize='unicode61 remove_diacritics 2');
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
-
-
-@dataclass
-class BuildReport:
-    """What `build_index` did: passages written (from how many documents), and one `file:line: problem` string
-    per skipped line."""
-
-    out: Path
-    count: int
-    problems: list[str] = field(default_factory=list)
-    documents: int = 0
-
-    def __int__(self) -> int:
-        return self.count
-
-    def __str__(self) -> str:
-        done = f"{self.count} passages indexed"
-        if self.documents and self.documents != self.count:
-            done += f" from {self.documents} documents"
-        if not self.problems:
-            return done
-        shown = "; ".join(self.problems[:5])
-        more = f"; and {len(self.problems) - 5} more" if len(self.problems) > 5 else ""
-        return f"{done}, {len(self.problems)} lines skipped: {shown}{more}"
-
-
-def _record(raw: str) -> tuple[str, str, str, str]:
-    """(id, title, text, url) from one JSON line; ValueError says what is wrong with it."""
-    try:
-        rec = json.loads(raw)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"not valid JSON ({e.msg} at column {e.colno})") from None
-    if not isinstance(rec, dict):
-        raise ValueError(f"expected a JSON object, got {type(rec).__name__}")
-    if rec.get("id") in (None, ""):
-        raise ValueError("missing 'id'")
-    title, text = rec.get("title"), rec.get("text")
-    if text is None and isinstance(rec.get("contents"), str):
-        # FlashRAG: the title on the first line, then the passage.
-        first, _, rest = rec["contents"].partition("\n")
-        text, title = rest, first if title is None else title
-    if not isinstance(text, str) or not text.strip():
-        raise ValueError("missing 'text' (or FlashRAG 'contents')")
-    title = str(title or "").strip()
-    if len(title) >= 2 and title[0] == title[-1] == '"' and '"' not in title[1:-1]:
-        title = title[1:-1]  # Wikipedia dumps prepared by DPR/FlashRAG quote every title
-    # DPR-era Wikipedia dumps mix decomposed accents in; NFC keeps display and substring checks consistent.
-    nfc = unicodedata.normalize
-    return str(rec["id"]), nfc("NFC", title), nfc("NFC", text), str(rec.get("url") or "")
-
-
-def _records(paths: list[Path], problems: list[str]) -> Iterator[tuple[str, str, str, str, str]]:
-    """("file:line", id, title, text, url) for each good line; each bad line is appended to `problems`."""
-    for p in paths:
-        with open(p, "rb") as f:
-            for lineno, raw in enumerate(f, 1):
-                if not raw.strip():
-                    continue
-                try:
-                    record = _record(raw.decode("utf-8"))
-                except UnicodeDecodeError as e:
-                    problems.append(f"{p}:{lineno}: not valid UTF-8 (byte {e.start + 1})")
-                    continue
-                except ValueError as e:
-                    problems.append(f"{p}:{lineno}: {e}")
-                    continue
-                yield (f"{p}:{lineno}", *record)
-
-
-def _passage_rows(rid: str, title: str, text: str, url: str) -> list[tuple[str, str, str, str, str]]:
-    """(id, doc_id, title, text, url) rows of one document: itself if passage-sized, else `rid#0`, `rid#1`, …"""
-    pieces = document_passages(text)
-    if len(pieces) == 1:
-        return [(rid, rid, title, pieces[0], url)]
-    return [(f"{rid}#{k}", rid, title, piece, url) for k, piece in enumerate(pieces)]
-
-
-def build_index(paths: list[Path], out: Path) -> BuildReport:
-    """Index JSONL passages into a new SQLite file at `out`, replacing any old one; bad lines are reported."""
-    for p in paths:
-        if not Path(p).is_file():
-            raise AssistantError(f"passages file not found: {p} — give a JSON Lines file of {{id, title, text}}")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    problems: list[str] = []
-    count = documents = 0
-    try:
-        con = sqlite3.connect(tmp)
-        try:
-            con.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;" + _SCHEMA)
-            with con:
-                for where, rid, title, text, url in _records(paths, problems):
-                    if con.execute("SELECT 1 FROM docs WHERE doc_id = ? OR id = ?", (rid, rid)).fetchone():
-                        problems.append(f"{where}: duplicate id {rid!r} (kept the first)")
-                        continue
-                    documents += 1
-                    for row in _passage_rows(rid, title, text, url):
-                        cur = con.execute(
-                            "INSERT OR IGNORE INTO docs (id, doc_id, title, text, url) VALUES (?, ?, ?, ?, ?)", row
-                        )
-                        if cur.rowcount == 0:
-                            problems.append(f"{where}: passage id {row[0]!r} is taken by an earlier record (kept it)")
-                        count += cur.rowcount
-                if count == 0:
-                    shown = "; ".join(problems[:3]) or "the files are empty"
-                    raise AssistantError(f"no passages to index in {', '.join(map(str, paths))}: {shown}")
-                con.execute("INSERT INTO docs_fts (rowid, title, text) SELECT rowid, title, text FROM docs")
-                con.execute("INSERT INTO docs_fts (docs_fts) VALUES ('optimize')")
-                meta = {
-                    "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                    "sources": json.dumps([str(Path(p).resolve()) for p in paths]),
-                    "count": str(count),
-                    "documents": str(documents),
-                }
-                con.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", meta.items())
-        finally:
-            con.close()
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return BuildReport(out=out, count=count, problems=problems, documents=documents)
-
-
-def _schema_version(con: sqlite3.Connection, path: Path) -> int:
-    """The index layout `con` holds (`PRAGMA user_version`); SearchError if it is not a search index at all."""
-    try:
-        con.execute("SELECT 1 FROM docs_fts LIMIT 1").fetchall()
-        return int(con.execute("PRAGMA user_version").fetchone()[0])
-    except sqlite3.DatabaseError as e:
-        raise SearchError(
-            f"not a search index: {path} ({e}) — rebuild it with `assistant index build FILE.jsonl --out {path}`"
-        ) from None
-
-
-def _version_problem(path: Path, version: int) -> str:
-    rebuild = f"`assistant index build FILE.jsonl --out {path}`"
-    if version > SCHEMA_VERSION:
-        return (
-            f"{path} was built by a newer search-assistant (index schema {version}; this one reads {SCHEMA_VERSION})"
-            f" — upgrade with `pip install -U search-assistant`, or rebuild it with {rebuild}"
-        )
-    return (
-        f"{path} is an index of an older layout (schema {version}; this version reads {SCHEMA_VERSION}) — "
-        f"upgrade it in place with `assistant index migrate {path}`, or rebuild it with {rebuild}"
-    )
-
-
-def _split_documents(con: sqlite3.Connection) -> int:
-    """Schema 0 → 1: add `doc_id`, and split each record longer than a passage into passages; how many were."""
-    con.execute("ALTER TABLE docs ADD COLUMN doc_id TEXT NOT NULL DEFAULT ''")
-    con.execute("UPDATE docs SET doc_id = id")
-    con.execute("CREATE INDEX docs_doc_id ON docs (doc_id)")
-    last = con.execute("SELECT coalesce(max(rowid), 0) FROM docs").fetchone()[0]
-    split = done = 0
-    # Rows come in batches by rowid; a text of 2W characters or fewer cannot hold more than W words.
-    sql = "SELECT rowid, id, title, text, url FROM docs WHERE rowid > ? AND rowid <= ? AND length(text) > ? "
-    while batch := con.execute(sql + "ORDER BY rowid LIMIT 1000", (done, last, 2 * WHOLE_PASSAGE_WORDS)).fetchall():
-        done = batch[-1][0]
-        for rowid, rid, title, text, url in batch:
-            rows = _passage_rows(rid, title, text, url)
-            if len(rows) == 1:
-                continue
-            con.execute(
-                "INSERT INTO docs_fts (docs_fts, rowid, title, text) VALUES ('delete', ?, ?, ?)", (rowid, title, text)
-            )
-            con.execute("DELETE FROM docs WHERE rowid = ?", (rowid,))
-            for row in rows:
-                cur = con.execute("INSERT INTO docs (id, doc_id, title, text, url) VALUES (?, ?, ?, ?, ?)", row)
-                con.execute(
-                    "INSERT INTO docs_fts (rowid, title, text) VALUES (?, ?, ?)", (cur.lastrowid, row[2], row[3])
-                )
-            split += 1
-    return split
-
-
-_MIGRATIONS = {0: _split_documents}  # schema N → N+1; each runs inside migrate_index's one transaction
-
-
-def migrate_index(path: Path) -> str:
-    """Upgrade an index of an older schema to `SCHEMA_VERSION` in place, in one transaction: all or nothing."""
-    path = Path(path).expanduser()
-    rebuild = f"`assistant index build FILE.jsonl --out {path}`"
-    if not path.is_file():
-        raise AssistantError(f"index not found: {path} — build one with {rebuild}")
-    con = sqlite3.connect(path, isolation_level=None)  # transactions by hand: DDL must not commit on its own
-    try:
-        version = _schema_version(con, path)
-        if version == SCHEMA_VERSION:
-            return f"{path} is already at index schema {SCHEMA_VERSION}: nothing to do"
-        if version > SCHEMA_VERSION:
-            raise AssistantError(_version_problem(path, version))
-        try:
-            con.execute("BEGIN IMMEDIATE")
-            split = sum(_MIGRATIONS[v](con) for v in range(version, SCHEMA_VERSION))
-            count = con.execute("SELECT count(*) FROM docs").fetchone()[0]
-            meta = {"count": str(count), "migrated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-            con.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", meta.items())
-            con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            con.execute("COMMIT")
-        except BaseException as e:
-            if con.in_transaction:
-                con.execute("ROLLBACK")
-            if isinstance(e, sqlite3.Error):
-                raise AssistantError(
-                    f"could not migrate {path}: {e} — it is unchanged; rebuild it with {rebuild}"
-                ) from None
-            raise
-    finally:
-        con.close()
-    return (
-        f"{path}: migrated from index schema {version} to {SCHEMA_VERSION} "
-        f"(records split into passages: {split}; passages now: {count})"
-    )
+POOL = 40  # candidates each side hands to the fusion: deeper than what is shown, as issue 13 asks
 
 
 def query_terms(query: str) -> list[str]:
@@ -289,15 +84,31 @@ def _snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
 
 
 class LocalIndex:
-    """Searches an index made by `build_index`; `title_weight` scales title matches against text matches."""
+    """Searches an index made by `build_index` with `retriever`; `title_weight` scales BM25's title matches
+    against text matches; `embedder` (else the one the index names, loaded with `threads`) embeds queries."""
 
     name = "local"
     cacheable = False  # as fast as the cache, and a rebuilt index must not serve stale hits
 
-    def __init__(self, path: Path, title_weight: float = 2.0):
+    def __init__(
+        self,
+        path: Path,
+        title_weight: float = 2.0,
+        retriever: Retriever = "hybrid",
+        embedder: Embedder | None = None,
+        pool: int = POOL,
+        threads: int | None = None,
+    ):
+        if retriever not in get_args(Retriever):
+            raise AssistantError(f"unknown retriever {retriever!r} — choose from {', '.join(get_args(Retriever))}")
         self.path = Path(path).expanduser()
         self.title_weight = title_weight
+        self.retriever = retriever
+        self.embedder = embedder
+        self.pool = pool
+        self.threads = threads
         self._con: sqlite3.Connection | None = None
+        self._dense: Dense | NoDense | None = None  # loaded at the first search that needs it
 
     def _db(self) -> sqlite3.Connection:
         if self._con is None:
@@ -308,14 +119,14 @@ class LocalIndex:
                 )
             con = sqlite3.connect(self.path.resolve().as_uri() + "?mode=ro", uri=True, check_same_thread=False)
             try:
-                version = _schema_version(con, self.path)
+                version = schema_version(con, self.path)
             except SearchError:
                 con.close()
                 raise
             if version != SCHEMA_VERSION:
                 con.close()
                 # Not a SearchError: no fallback backend should hide an index that needs the user's hand.
-                raise AssistantError(_version_problem(self.path, version))
+                raise AssistantError(version_problem(self.path, version))
             self._con = con
         return self._con
 
@@ -327,20 +138,64 @@ class LocalIndex:
         rid, title, text, url = row
         return SearchResult(id=rid, title=title, url=url, snippet=_snippet(text), text=text, backend=self.name)
 
-    def search(self, query: str, max_results: int = 5) -> list[SearchResult]:
-        """Up to `max_results` passages for `query`, best BM25 score first."""
+    def _bm25(self, query: str, n: int) -> list[int]:
+        """The rowids of the `n` best BM25 matches of `query`."""
         match = fts_query(query)
         if not match:
             return []
-        sql = (
-            "SELECT d.id, d.title, d.text, d.url FROM docs_fts JOIN docs d ON d.rowid = docs_fts.rowid "
-            "WHERE docs_fts MATCH ? ORDER BY bm25(docs_fts, ?, 1.0) LIMIT ?"
-        )
+        sql = "SELECT rowid FROM docs_fts WHERE docs_fts MATCH ? ORDER BY bm25(docs_fts, ?, 1.0) LIMIT ?"
+        return [r for (r,) in self._db().execute(sql, (match, self.title_weight, n)).fetchall()]
+
+    def dense(self) -> Dense | NoDense:
+        """The dense side (vectors in memory and the query embedder), or NoDense saying why there is none."""
+        if self._dense is None:
+            load = functools.partial(load_embedder, threads=self.threads)
+            try:
+                self._dense = load_dense(self._db(), self.path, self.embedder, load)
+            except NoDense as e:
+                self._dense = e
+            except sqlite3.DatabaseError as e:  # a `vectors` table of another shape, a damaged page
+                redo = f"`assistant index embed {self.path} --redo`"
+                self._dense = NoDense(
+                    f"cannot read the vectors of {self.path} ({e}), so it was searched with BM25 "
+                    f"alone — re-embed with {redo}"
+                )
+        return self._dense
+
+    def find(self, query: str, max_results: int = 5) -> SearchOutcome:
+        """Up to `max_results` passages for `query`, best first, with notes when the retriever had to fall back."""
+        notes: list[str] = []
         try:
-            rows = self._db().execute(sql, (match, self.title_weight, max_results)).fetchall()
+            dense = self.dense() if self.retriever != "bm25" else None
+            if isinstance(dense, NoDense):
+                notes.append(str(dense))
+                dense = None
+            elif dense is not None and dense.note:
+                notes.append(dense.note)
+            if dense is None:
+                ranked = self._bm25(query, max_results)
+            elif self.retriever == "dense":
+                ranked = dense.top(query, max_results)
+            else:
+                pool = max(self.pool, max_results)
+                ranked = rrf([self._bm25(query, pool), dense.top(query, pool)])[:max_results]
+            results = self._rows(ranked)
         except sqlite3.Error as e:
             raise SearchError(f"local index query failed: {e} — rebuild {self.path} if this repeats") from None
-        return [self._result(r) for r in rows]
+        return SearchOutcome(results, backend=self.name, notes=notes)
+
+    def search(self, query: str, max_results: int = 5) -> list[SearchResult]:
+        """Up to `max_results` passages for `query`, best first (`find` also says how they were found)."""
+        return self.find(query, max_results).results
+
+    def _rows(self, rowids: list[int]) -> list[SearchResult]:
+        """The passages of these rowids, in this order."""
+        if not rowids:
+            return []
+        marks = ",".join("?" * len(rowids))
+        sql = f"SELECT rowid, id, title, text, url FROM docs WHERE rowid IN ({marks})"
+        rows = {r[0]: r[1:] for r in self._db().execute(sql, rowids).fetchall()}
+        return [self._result(rows[r]) for r in rowids if r in rows]
 
     def get(self, id: str) -> SearchResult | None:
         """The passage with this id, or None."""
@@ -352,11 +207,12 @@ class LocalIndex:
         return self._db().execute("SELECT count(*) FROM docs").fetchone()[0]
 
     def meta(self) -> dict[str, str]:
-        """What the index was built from and when: built_at, sources (a JSON list), count."""
+        """What the index was built from and when: built_at, sources (a JSON list), count; embedder, if any."""
         return dict(self._db().execute("SELECT key, value FROM meta").fetchall())
 
     def close(self) -> None:
-        """Release the database connection."""
+        """Release the database connection and the vectors held in memory."""
         if self._con is not None:
             self._con.close()
             self._con = None
+        self._dense = None

@@ -1,0 +1,292 @@
+"""The index file: its layout (SCHEMA_VERSION), building it from JSON Lines, upgrading it, adding vectors to it.
+
+    PYTHONPATH=. python -c "from pathlib import Path; from assistant.search.index_file import build_index; \
+        print(build_index([Path('passages.jsonl')], Path('index.db')))"
+
+Records are `{id, title, text, url?}` (or FlashRAG's `{id, contents}`, title on the first line). A record that is
+already passage-sized is stored as it came; a longer document is split into ~100-word passages `ID#0`, `ID#1`, …
+that keep its title, url and, in `doc_id`, its id. The file carries its layout's number (`PRAGMA user_version`,
+`SCHEMA_VERSION`): an older file is refused with the command that upgrades it (`assistant index migrate INDEX.db`,
+i.e. `migrate_index`), a newer one with a request to upgrade the program. `embed_index` (`assistant index embed`)
+adds the optional `vectors` table (assistant/search/vectors.py), which needs no new schema number: a reader that
+predates it ignores it. assistant/search/local.py searches the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import tempfile
+import time
+import unicodedata
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from assistant.errors import AssistantError, SearchError
+from assistant.passages import WHOLE_PASSAGE_WORDS, document_passages
+from assistant.search.embed import Embedder
+from assistant.search.vectors import EmbedReport, embed_vectors, stored_embedder
+
+# Schema 0 (no user_version) stored each record whole; 1 splits long documents into passages with a doc_id.
+SCHEMA_VERSION = 1
+_SCHEMA = f"""
+PRAGMA user_version = {SCHEMA_VERSION};
+CREATE TABLE docs (rowid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, doc_id TEXT NOT NULL, title TEXT NOT NULL,
+                   text TEXT NOT NULL, url TEXT NOT NULL DEFAULT '');
+CREATE INDEX docs_doc_id ON docs (doc_id);
+CREATE VIRTUAL TABLE docs_fts USING fts5(title, text, content='docs', content_rowid='rowid',
+                                         tokenize='unicode61 remove_diacritics 2');
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass
+class BuildReport:
+    """What `build_index` did: passages written (from how many documents), and one `file:line: problem` string
+    per skipped line."""
+
+    out: Path
+    count: int
+    problems: list[str] = field(default_factory=list)
+    documents: int = 0
+
+    def __int__(self) -> int:
+        return self.count
+
+    def __str__(self) -> str:
+        done = f"{self.count} passages indexed"
+        if self.documents and self.documents != self.count:
+            done += f" from {self.documents} documents"
+        if not self.problems:
+            return done
+        shown = "; ".join(self.problems[:5])
+        more = f"; and {len(self.problems) - 5} more" if len(self.problems) > 5 else ""
+        return f"{done}, {len(self.problems)} lines skipped: {shown}{more}"
+
+
+def _record(raw: str) -> tuple[str, str, str, str]:
+    """(id, title, text, url) from one JSON line; ValueError says what is wrong with it."""
+    try:
+        rec = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"not valid JSON ({e.msg} at column {e.colno})") from None
+    if not isinstance(rec, dict):
+        raise ValueError(f"expected a JSON object, got {type(rec).__name__}")
+    if rec.get("id") in (None, ""):
+        raise ValueError("missing 'id'")
+    title, text = rec.get("title"), rec.get("text")
+    if text is None and isinstance(rec.get("contents"), str):
+        # FlashRAG: the title on the first line, then the passage.
+        first, _, rest = rec["contents"].partition("\n")
+        text, title = rest, first if title is None else title
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("missing 'text' (or FlashRAG 'contents')")
+    title = str(title or "").strip()
+    if len(title) >= 2 and title[0] == title[-1] == '"' and '"' not in title[1:-1]:
+        title = title[1:-1]  # Wikipedia dumps prepared by DPR/FlashRAG quote every title
+    # DPR-era Wikipedia dumps mix decomposed accents in; NFC keeps display and substring checks consistent.
+    nfc = unicodedata.normalize
+    return str(rec["id"]), nfc("NFC", title), nfc("NFC", text), str(rec.get("url") or "")
+
+
+def _records(paths: list[Path], problems: list[str]) -> Iterator[tuple[str, str, str, str, str]]:
+    """("file:line", id, title, text, url) for each good line; each bad line is appended to `problems`."""
+    for p in paths:
+        with open(p, "rb") as f:
+            for lineno, raw in enumerate(f, 1):
+                if not raw.strip():
+                    continue
+                try:
+                    record = _record(raw.decode("utf-8"))
+                except UnicodeDecodeError as e:
+                    problems.append(f"{p}:{lineno}: not valid UTF-8 (byte {e.start + 1})")
+                    continue
+                except ValueError as e:
+                    problems.append(f"{p}:{lineno}: {e}")
+                    continue
+                yield (f"{p}:{lineno}", *record)
+
+
+def _passage_rows(rid: str, title: str, text: str, url: str) -> list[tuple[str, str, str, str, str]]:
+    """(id, doc_id, title, text, url) rows of one document: itself if passage-sized, else `rid#0`, `rid#1`, …"""
+    pieces = document_passages(text)
+    if len(pieces) == 1:
+        return [(rid, rid, title, pieces[0], url)]
+    return [(f"{rid}#{k}", rid, title, piece, url) for k, piece in enumerate(pieces)]
+
+
+def build_index(paths: list[Path], out: Path) -> BuildReport:
+    """Index JSONL passages into a new SQLite file at `out`, replacing any old one; bad lines are reported."""
+    for p in paths:
+        if not Path(p).is_file():
+            raise AssistantError(f"passages file not found: {p} — give a JSON Lines file of {{id, title, text}}")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    problems: list[str] = []
+    count = documents = 0
+    try:
+        con = sqlite3.connect(tmp)
+        try:
+            con.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;" + _SCHEMA)
+            with con:
+                for where, rid, title, text, url in _records(paths, problems):
+                    if con.execute("SELECT 1 FROM docs WHERE doc_id = ? OR id = ?", (rid, rid)).fetchone():
+                        problems.append(f"{where}: duplicate id {rid!r} (kept the first)")
+                        continue
+                    documents += 1
+                    for row in _passage_rows(rid, title, text, url):
+                        cur = con.execute(
+                            "INSERT OR IGNORE INTO docs (id, doc_id, title, text, url) VALUES (?, ?, ?, ?, ?)", row
+                        )
+                        if cur.rowcount == 0:
+                            problems.append(f"{where}: passage id {row[0]!r} is taken by an earlier record (kept it)")
+                        count += cur.rowcount
+                if count == 0:
+                    shown = "; ".join(problems[:3]) or "the files are empty"
+                    raise AssistantError(f"no passages to index in {', '.join(map(str, paths))}: {shown}")
+                con.execute("INSERT INTO docs_fts (rowid, title, text) SELECT rowid, title, text FROM docs")
+                con.execute("INSERT INTO docs_fts (docs_fts) VALUES ('optimize')")
+                meta = {
+                    "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    "sources": json.dumps([str(Path(p).resolve()) for p in paths]),
+                    "count": str(count),
+                    "documents": str(documents),
+                }
+                con.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", meta.items())
+        finally:
+            con.close()
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return BuildReport(out=out, count=count, problems=problems, documents=documents)
+
+
+def schema_version(con: sqlite3.Connection, path: Path) -> int:
+    """The index layout `con` holds (`PRAGMA user_version`); SearchError if it is not a search index at all."""
+    try:
+        con.execute("SELECT 1 FROM docs_fts LIMIT 1").fetchall()
+        return int(con.execute("PRAGMA user_version").fetchone()[0])
+    except sqlite3.DatabaseError as e:
+        raise SearchError(
+            f"not a search index: {path} ({e}) — rebuild it with `assistant index build FILE.jsonl --out {path}`"
+        ) from None
+
+
+def version_problem(path: Path, version: int) -> str:
+    rebuild = f"`assistant index build FILE.jsonl --out {path}`"
+    if version > SCHEMA_VERSION:
+        return (
+            f"{path} was built by a newer search-assistant (index schema {version}; this one reads {SCHEMA_VERSION})"
+            f" — upgrade with `pip install -U search-assistant`, or rebuild it with {rebuild}"
+        )
+    return (
+        f"{path} is an index of an older layout (schema {version}; this version reads {SCHEMA_VERSION}) — "
+        f"upgrade it in place with `assistant index migrate {path}`, or rebuild it with {rebuild}"
+    )
+
+
+def _split_documents(con: sqlite3.Connection) -> int:
+    """Schema 0 → 1: add `doc_id`, and split each record longer than a passage into passages; how many were."""
+    con.execute("ALTER TABLE docs ADD COLUMN doc_id TEXT NOT NULL DEFAULT ''")
+    con.execute("UPDATE docs SET doc_id = id")
+    con.execute("CREATE INDEX docs_doc_id ON docs (doc_id)")
+    last = con.execute("SELECT coalesce(max(rowid), 0) FROM docs").fetchone()[0]
+    split = done = 0
+    # Rows come in batches by rowid; a text of 2W characters or fewer cannot hold more than W words.
+    sql = "SELECT rowid, id, title, text, url FROM docs WHERE rowid > ? AND rowid <= ? AND length(text) > ? "
+    while batch := con.execute(sql + "ORDER BY rowid LIMIT 1000", (done, last, 2 * WHOLE_PASSAGE_WORDS)).fetchall():
+        done = batch[-1][0]
+        for rowid, rid, title, text, url in batch:
+            rows = _passage_rows(rid, title, text, url)
+            if len(rows) == 1:
+                continue
+            con.execute(
+                "INSERT INTO docs_fts (docs_fts, rowid, title, text) VALUES ('delete', ?, ?, ?)", (rowid, title, text)
+            )
+            con.execute("DELETE FROM docs WHERE rowid = ?", (rowid,))
+            for row in rows:
+                cur = con.execute("INSERT INTO docs (id, doc_id, title, text, url) VALUES (?, ?, ?, ?, ?)", row)
+                con.execute(
+                    "INSERT INTO docs_fts (rowid, title, text) VALUES (?, ?, ?)", (cur.lastrowid, row[2], row[3])
+                )
+            split += 1
+    return split
+
+
+_MIGRATIONS = {0: _split_documents}  # schema N → N+1; each runs inside migrate_index's one transaction
+
+
+def migrate_index(path: Path) -> str:
+    """Upgrade an index of an older schema to `SCHEMA_VERSION` in place, in one transaction: all or nothing."""
+    path = Path(path).expanduser()
+    rebuild = f"`assistant index build FILE.jsonl --out {path}`"
+    if not path.is_file():
+        raise AssistantError(f"index not found: {path} — build one with {rebuild}")
+    con = sqlite3.connect(path, isolation_level=None)  # transactions by hand: DDL must not commit on its own
+    try:
+        version = schema_version(con, path)
+        if version == SCHEMA_VERSION:
+            return f"{path} is already at index schema {SCHEMA_VERSION}: nothing to do"
+        if version > SCHEMA_VERSION:
+            raise AssistantError(version_problem(path, version))
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            split = sum(_MIGRATIONS[v](con) for v in range(version, SCHEMA_VERSION))
+            count = con.execute("SELECT count(*) FROM docs").fetchone()[0]
+            meta = {"count": str(count), "migrated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            con.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", meta.items())
+            con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            con.execute("COMMIT")
+        except BaseException as e:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            if isinstance(e, sqlite3.Error):
+                raise AssistantError(
+                    f"could not migrate {path}: {e} — it is unchanged; rebuild it with {rebuild}"
+                ) from None
+            raise
+    finally:
+        con.close()
+    return (
+        f"{path}: migrated from index schema {version} to {SCHEMA_VERSION} "
+        f"(records split into passages: {split}; passages now: {count})"
+    )
+
+
+def embed_index(
+    path: Path, embedder: Embedder, progress: Callable[[int, int], None] | None = None, redo: bool = False
+) -> EmbedReport:
+    """Add `embedder`'s vectors to the passages of the index at `path` that lack one (all of them with `redo`)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise AssistantError(
+            f"index not found: {path} — build one with `assistant index build FILE.jsonl --out {path}`"
+        )
+    con = sqlite3.connect(path, timeout=30)
+    try:
+        version = schema_version(con, path)
+        if version != SCHEMA_VERSION:
+            raise AssistantError(version_problem(path, version))
+        return embed_vectors(con, path, embedder, progress, redo)
+    finally:
+        con.close()
+
+
+def index_embedder(path: Path) -> str | None:
+    """The embedder whose vectors the index at `path` holds, or None (no vectors yet, or no such file)."""
+    try:
+        con = sqlite3.connect(Path(path).expanduser().resolve().as_uri() + "?mode=ro", uri=True)
+    except sqlite3.Error:
+        return None
+    try:
+        return stored_embedder(con)[0]
+    except sqlite3.Error:
+        return None
+    finally:
+        con.close()
