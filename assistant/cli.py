@@ -165,6 +165,46 @@ def _embed(index: Path, settings: Settings, redo: bool) -> str:
     return str(report)
 
 
+@index_app.command("add")
+@fails_cleanly
+@with_settings(only=("index", "embedder", "threads"))
+def index_add(
+    files: Annotated[list[Path], typer.Argument(help="JSONL files of {id,title,text,url?} records to add.")],
+    settings: Settings,
+) -> None:
+    """Add records to an existing index (ids it already holds are reported and skipped); an index with vectors
+    gets the new passages' vectors too."""
+    from assistant.search.index_file import add_records, index_embedder
+
+    index = settings.index_path()
+    report = add_records(files, index)
+    added = f"{report.count} passages added" + (f" from {report.documents} records" if report.documents else "")
+    for problem in report.problems:
+        err.print(f"[yellow]skipped:[/yellow] {escape(problem)}", highlight=False, soft_wrap=True)
+    if report.count and index_embedder(index):
+        added += f"; {_embed(index, settings, redo=False)}"
+    typer.echo(f"{added} → {index}")
+
+
+@index_app.command("info")
+@fails_cleanly
+@with_settings(only=("index",))
+def index_info(
+    settings: Settings,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the facts as one JSON object.")] = False,
+) -> None:
+    """What an index holds: passages, documents, vectors and their embedder, size, schema version, sources."""
+    from assistant.search.index_file import index_info as info_of
+
+    info = info_of(settings.index_path())
+    if as_json:
+        print_json(info)
+        return
+    for key, value in info.items():
+        shown = ", ".join(map(str, value)) if isinstance(value, list) else ("—" if value is None else str(value))
+        typer.echo(f"{key}\t{shown}")
+
+
 @index_app.command("migrate")
 @fails_cleanly
 def index_migrate(index: Annotated[Path, typer.Argument(help="The index file to upgrade in place.")]) -> None:

@@ -117,35 +117,44 @@ def _passage_rows(rid: str, title: str, text: str, url: str) -> list[tuple[str, 
     return [(f"{rid}#{k}", rid, title, piece, url) for k, piece in enumerate(pieces)]
 
 
-def build_index(paths: list[Path], out: Path) -> BuildReport:
-    """Index JSONL passages into a new SQLite file at `out`, replacing any old one; bad lines are reported."""
+def _insert(con: sqlite3.Connection, paths: list[Path], problems: list[str]) -> tuple[int, int]:
+    """Insert the records of `paths` into `docs` (not yet into the FTS table): (passages, documents) written. A
+    record whose id the index already holds is skipped and reported in `problems`, never dropped silently."""
+    count = documents = 0
+    for where, rid, title, text, url in _records(paths, problems):
+        if con.execute("SELECT 1 FROM docs WHERE doc_id = ? OR id = ?", (rid, rid)).fetchone():
+            problems.append(f"{where}: duplicate id {rid!r} (kept the first)")
+            continue
+        documents += 1
+        for row in _passage_rows(rid, title, text, url):
+            cur = con.execute("INSERT OR IGNORE INTO docs (id, doc_id, title, text, url) VALUES (?, ?, ?, ?, ?)", row)
+            if cur.rowcount == 0:
+                problems.append(f"{where}: passage id {row[0]!r} is taken by an earlier record (kept it)")
+            count += cur.rowcount
+    return count, documents
+
+
+def _check_files(paths: list[Path]) -> None:
     for p in paths:
         if not Path(p).is_file():
             raise AssistantError(f"passages file not found: {p} — give a JSON Lines file of {{id, title, text}}")
+
+
+def build_index(paths: list[Path], out: Path) -> BuildReport:
+    """Index JSONL passages into a new SQLite file at `out`, replacing any old one; bad lines are reported."""
+    _check_files(paths)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     problems: list[str] = []
-    count = documents = 0
     try:
         con = sqlite3.connect(tmp)
         try:
             con.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;" + _SCHEMA)
             with con:
-                for where, rid, title, text, url in _records(paths, problems):
-                    if con.execute("SELECT 1 FROM docs WHERE doc_id = ? OR id = ?", (rid, rid)).fetchone():
-                        problems.append(f"{where}: duplicate id {rid!r} (kept the first)")
-                        continue
-                    documents += 1
-                    for row in _passage_rows(rid, title, text, url):
-                        cur = con.execute(
-                            "INSERT OR IGNORE INTO docs (id, doc_id, title, text, url) VALUES (?, ?, ?, ?, ?)", row
-                        )
-                        if cur.rowcount == 0:
-                            problems.append(f"{where}: passage id {row[0]!r} is taken by an earlier record (kept it)")
-                        count += cur.rowcount
+                count, documents = _insert(con, paths, problems)
                 if count == 0:
                     shown = "; ".join(problems[:3]) or "the files are empty"
                     raise AssistantError(f"no passages to index in {', '.join(map(str, paths))}: {shown}")
@@ -165,6 +174,83 @@ def build_index(paths: list[Path], out: Path) -> BuildReport:
         tmp.unlink(missing_ok=True)
         raise
     return BuildReport(out=out, count=count, problems=problems, documents=documents)
+
+
+def add_records(paths: list[Path], index: Path) -> BuildReport:
+    """Add the records of `paths` to the existing index at `index`, in one transaction (all or nothing): new
+    passages are searchable by BM25 at once; ids it already holds are reported as problems and skipped. Vectors
+    for the new passages are `embed_index`'s job (it embeds what lacks one)."""
+    _check_files(paths)
+    con = _open_current(index)
+    problems: list[str] = []
+    try:
+        with con:
+            before = con.execute("SELECT COALESCE(MAX(rowid), 0) FROM docs").fetchone()[0]
+            count, documents = _insert(con, paths, problems)
+            con.execute(
+                "INSERT INTO docs_fts (rowid, title, text) SELECT rowid, title, text FROM docs WHERE rowid > ?",
+                (before,),
+            )
+            meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
+            sources = json.loads(meta.get("sources", "[]")) + [str(Path(p).resolve()) for p in paths]
+            total = con.execute("SELECT COUNT(*), COUNT(DISTINCT doc_id) FROM docs").fetchone()
+            update = {
+                "sources": json.dumps(sources),
+                "count": str(total[0]),
+                "documents": str(total[1]),
+                "added_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }
+            con.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", update.items())
+    finally:
+        con.close()
+    return BuildReport(out=Path(index), count=count, problems=problems, documents=documents)
+
+
+def index_info(index: Path) -> dict[str, object]:
+    """What `assistant index info` shows: counts, size, schema version, vectors and what the index was built from."""
+    con = _open_current(index)
+    try:
+        meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
+        passages, documents = con.execute("SELECT COUNT(*), COUNT(DISTINCT doc_id) FROM docs").fetchone()
+        embedder, dim = stored_embedder(con)
+        has_vectors = con.execute("SELECT 1 FROM sqlite_master WHERE name = 'vectors'").fetchone()
+        vectors = con.execute("SELECT COUNT(*) FROM vectors").fetchone()[0] if has_vectors else 0
+    finally:
+        con.close()
+    path = Path(index).expanduser()
+    return {
+        "path": str(path.resolve()),
+        "size_bytes": path.stat().st_size,
+        "schema_version": SCHEMA_VERSION,
+        "passages": passages,
+        "documents": documents,
+        "vectors": vectors,
+        "embedder": embedder,
+        "dim": dim,
+        "built_at": meta.get("built_at"),
+        "added_at": meta.get("added_at"),
+        "migrated_at": meta.get("migrated_at"),
+        "sources": json.loads(meta.get("sources", "[]")),
+    }
+
+
+def _open_current(index: Path) -> sqlite3.Connection:
+    """A connection to an existing index of this program's layout; a clear error for anything else."""
+    path = Path(index).expanduser()
+    if not path.is_file():
+        raise AssistantError(
+            f"index not found: {path} — build one with `assistant index build FILE.jsonl --out {path}`"
+        )
+    con = sqlite3.connect(path, timeout=30)
+    try:
+        version = schema_version(con, path)
+    except BaseException:
+        con.close()
+        raise
+    if version != SCHEMA_VERSION:
+        con.close()
+        raise AssistantError(version_problem(path, version))
+    return con
 
 
 def schema_version(con: sqlite3.Connection, path: Path) -> int:
@@ -264,15 +350,8 @@ def embed_index(
 ) -> EmbedReport:
     """Add `embedder`'s vectors to the passages of the index at `path` that lack one (all of them with `redo`)."""
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise AssistantError(
-            f"index not found: {path} — build one with `assistant index build FILE.jsonl --out {path}`"
-        )
-    con = sqlite3.connect(path, timeout=30)
+    con = _open_current(path)
     try:
-        version = schema_version(con, path)
-        if version != SCHEMA_VERSION:
-            raise AssistantError(version_problem(path, version))
         return embed_vectors(con, path, embedder, progress, redo)
     finally:
         con.close()
