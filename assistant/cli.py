@@ -19,7 +19,7 @@ from rich.markup import escape
 
 from assistant import cli_chat, cli_config, cli_extract, cli_runs  # noqa: F401 (each registers its commands on the app)
 from assistant.cli_app import app, err, fails_cleanly, with_settings
-from assistant.errors import AssistantError
+from assistant.errors import BadInput
 from assistant.listing import print_json, show_table
 from assistant.settings import Settings
 
@@ -103,7 +103,7 @@ def models_pull(
 
     preset = get_preset(name)
     if not preset:
-        raise AssistantError(f"unknown preset {name!r} — one of: {', '.join(PRESETS)}")
+        raise BadInput(f"unknown preset {name!r} — one of: {', '.join(PRESETS)}")
     path = pull(preset, lambda msg: err.print(f"[dim]{escape(msg)}[/dim]"), hub=not no_hub)
     typer.echo(str(path))
 

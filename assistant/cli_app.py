@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from assistant.errors import AssistantError
+from assistant.errors import AssistantError, BadInput
 from assistant.settings import (
     ENV_PREFIX,
     RouteConfig,
@@ -42,7 +42,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def fails_cleanly(fn: F) -> F:
-    """Print an AssistantError as one line on stderr and exit 1."""
+    """Print an AssistantError as one line on stderr and exit with its code (errors.Exit: 1, or 2 for BadInput)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -50,7 +50,7 @@ def fails_cleanly(fn: F) -> F:
             return fn(*args, **kwargs)
         except AssistantError as e:
             err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)  # a path may hold "[/x]"
-            raise typer.Exit(1) from None
+            raise typer.Exit(e.exit_code) from None
 
     return cast(F, wrapper)
 
@@ -76,7 +76,7 @@ def settings_from(**given: Any) -> Settings:
     except ValidationError as e:
         first = e.errors()[0]
         key = ".".join(map(str, first["loc"]))
-        raise AssistantError(f"bad setting {key}: {first['msg']} — {_fix(key, first['type'], given)}") from None
+        raise BadInput(f"bad setting {key}: {first['msg']} — {_fix(key, first['type'], given)}") from None
     for warning in unknown_settings():
         err.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
     return settings

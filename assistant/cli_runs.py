@@ -23,7 +23,7 @@ from rich.progress import Progress as Bar
 from rich.text import Text
 
 from assistant.cli_app import app, err, fails_cleanly, with_settings
-from assistant.errors import AssistantError
+from assistant.errors import BadInput, Exit
 from assistant.settings import Settings
 
 ConcurrencyOpt = Annotated[
@@ -88,7 +88,7 @@ class Reporter:
 def _interrupted(out: Path) -> typer.Exit:
     message = f"interrupted: what was answered is in {out}; run the same command again to resume"
     err.print(message, soft_wrap=True, markup=False)
-    return typer.Exit(130)
+    return typer.Exit(Exit.INTERRUPTED)
 
 
 @app.command("batch")
@@ -164,7 +164,7 @@ def eval_(
         _warn("warning", f"{dataset}: {len(task.problems) - 5} more lines skipped")
     s = settings
     if modes != ["closed"] and s.search_chain() in ([], ["none"]):
-        raise AssistantError(f"--mode {mode} needs search — pass e.g. --search local --index DB.db, or --mode closed")
+        raise BadInput(f"--mode {mode} needs search — pass e.g. --search local --index DB.db, or --mode closed")
     out = out or Path("runs") / f"eval-{dataset.stem}"
     workers, note = workers_for(s, concurrency)
     if note:

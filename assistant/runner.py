@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from assistant.errors import AssistantError
+from assistant.errors import BadInput
 from assistant.events import Answer, Event
 from assistant.loop import answer
 from assistant.models import ModelBackend, ModelSpec, close_model, load_model, resolve_model
@@ -94,7 +94,7 @@ class Assistant:
         choice for the question, with `lang` overriding detection)."""
         question = " ".join(question.split())
         if not question:
-            raise AssistantError('the question is empty — pass a question, e.g. assistant ask "Who painted X?"')
+            raise BadInput('the question is empty — pass a question, e.g. assistant ask "Who painted X?"')
         if route is None:
             detection = self.router.detect(question, lang)
             route = self.router.route(detection)
@@ -136,7 +136,7 @@ class Assistant:
 
         question = " ".join(question.split())
         if self.search is None:
-            raise AssistantError("the plain baseline needs search — pass e.g. --search local --index DB.db")
+            raise BadInput("the plain baseline needs search — pass e.g. --search local --index DB.db")
         load, self.load_seconds = self.load_seconds, 0.0
         for event in plain_answer(question, self.model, self._context(question, self.search, self.model)):
             if isinstance(event, Answer):

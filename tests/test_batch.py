@@ -347,13 +347,13 @@ def test_a_resumed_batch_refuses_rows_whose_question_changed(server: Server, tmp
     write_lines(src, ["What is the capital of Colombia?", "Who painted The Night Watch?", "Where is the Humber?"])
     result = runner.invoke(app, batch_args(server, src, out))
     message = " ".join(result.output.split())
-    assert result.exit_code == 1, message
+    assert result.exit_code == 2, message
     assert "line 1 (id 'line-1')" in message and "'Who painted The Night Watch?'" in message, message
     assert "'What is the capital of Colombia?'" in message, message
     write_lines(src, ["Who painted The Night Watch?", "Where is the Thames?"])  # edited: every id is done
     result = runner.invoke(app, batch_args(server, src, out))
     message = " ".join(result.output.split())
-    assert result.exit_code == 1 and "line 2 (id 'line-2')" in message and "Thames" in message, message
+    assert result.exit_code == 2 and "line 2 (id 'line-2')" in message and "Thames" in message, message
     assert out.read_text(encoding="utf-8") == before and len(server.questions) == 2
     write_lines(src, ["Who painted The Night Watch?", "Where is the Humber?", "Where is the Thames?"])  # appended
     result = runner.invoke(app, batch_args(server, src, out))

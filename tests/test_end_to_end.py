@@ -87,9 +87,9 @@ def test_closed_book_streams_without_searching(index: Path):
         (["index", "search", "x", "--index", "/nonexistent/x.db"], "index not found"),
     ],
 )
-def test_bad_input_is_one_clear_line_and_exit_1(args: list[str], message: str):
+def test_bad_input_is_one_clear_line_and_exit_2(args: list[str], message: str):
     result = runner.invoke(app, args)
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output
     assert message in result.output, result.output
     assert "Traceback" not in result.output
 

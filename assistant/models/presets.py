@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from assistant.errors import AssistantError
+from assistant.errors import AssistantError, BadInput
 from assistant.settings import data_dir
 
 HUB = "https://huggingface.co"
@@ -166,7 +166,7 @@ def pull(preset: Preset, progress: Progress = lambda _: None, *, hub: bool = Tru
     if existing:
         return existing
     if not preset.filename:
-        raise AssistantError(
+        raise BadInput(
             f"{preset.name} is a transformers checkpoint; it is downloaded on first use with --backend transformers"
         )
     target = models_dir() / preset.filename

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from assistant.errors import AssistantError, SearchError
+from assistant.errors import AssistantError, BadInput, SearchError
 from assistant.passages import WHOLE_PASSAGE_WORDS, document_passages
 from assistant.search.base import SearchResult
 
@@ -131,7 +131,7 @@ def build_index(paths: list[Path], out: Path) -> BuildReport:
     """Index JSONL passages into a new SQLite file at `out`, replacing any old one; bad lines are reported."""
     for p in paths:
         if not Path(p).is_file():
-            raise AssistantError(f"passages file not found: {p} — give a JSON Lines file of {{id, title, text}}")
+            raise BadInput(f"passages file not found: {p} — give a JSON Lines file of {{id, title, text}}")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent)
@@ -158,7 +158,7 @@ def build_index(paths: list[Path], out: Path) -> BuildReport:
                         count += cur.rowcount
                 if count == 0:
                     shown = "; ".join(problems[:3]) or "the files are empty"
-                    raise AssistantError(f"no passages to index in {', '.join(map(str, paths))}: {shown}")
+                    raise BadInput(f"no passages to index in {', '.join(map(str, paths))}: {shown}")
                 con.execute("INSERT INTO docs_fts (rowid, title, text) SELECT rowid, title, text FROM docs")
                 con.execute("INSERT INTO docs_fts (docs_fts) VALUES ('optimize')")
                 meta = {
@@ -237,14 +237,14 @@ def migrate_index(path: Path) -> str:
     path = Path(path).expanduser()
     rebuild = f"`assistant index build FILE.jsonl --out {path}`"
     if not path.is_file():
-        raise AssistantError(f"index not found: {path} — build one with {rebuild}")
+        raise BadInput(f"index not found: {path} — build one with {rebuild}")
     con = sqlite3.connect(path, isolation_level=None)  # transactions by hand: DDL must not commit on its own
     try:
         version = _schema_version(con, path)
         if version == SCHEMA_VERSION:
             return f"{path} is already at index schema {SCHEMA_VERSION}: nothing to do"
         if version > SCHEMA_VERSION:
-            raise AssistantError(_version_problem(path, version))
+            raise BadInput(_version_problem(path, version))
         try:
             con.execute("BEGIN IMMEDIATE")
             split = sum(_MIGRATIONS[v](con) for v in range(version, SCHEMA_VERSION))
@@ -288,6 +288,10 @@ def _snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
     return cut + "…"
 
 
+class IndexMissing(BadInput, SearchError):
+    """The index file is not there: bad input for `index search` (exit 2), a failure a search chain falls back from."""
+
+
 class LocalIndex:
     """Searches an index made by `build_index`; `title_weight` scales title matches against text matches."""
 
@@ -302,7 +306,7 @@ class LocalIndex:
     def _db(self) -> sqlite3.Connection:
         if self._con is None:
             if not self.path.is_file():
-                raise SearchError(
+                raise IndexMissing(
                     f"index not found: {self.path} — build one with "
                     f"`assistant index build FILE.jsonl --out {self.path}`"
                 )
@@ -315,7 +319,7 @@ class LocalIndex:
             if version != SCHEMA_VERSION:
                 con.close()
                 # Not a SearchError: no fallback backend should hide an index that needs the user's hand.
-                raise AssistantError(_version_problem(self.path, version))
+                raise BadInput(_version_problem(self.path, version))
             self._con = con
         return self._con
 
