@@ -142,9 +142,7 @@ def template() -> str:
 def write_template(path: Path, force: bool) -> None:
     """Write `template()` to `path`; an existing file is replaced only with `force`."""
     if path.exists() and not force:
-        raise BadInput(
-            f"{path} exists — `assistant config` shows it, `assistant config init --force` replaces it"
-        )
+        raise BadInput(f"{path} exists — `assistant config` shows it, `assistant config init --force` replaces it")
     _write(path, template())
 
 

@@ -90,9 +90,7 @@ def _source(model_id_or_path: str) -> tuple[str, str]:
             raise BadInput(f"{path} has no config.json — pass a Hugging Face model folder (or a hub id)")
         return str(path), path.name
     if path.exists():
-        raise BadInput(
-            f"{path} is a file — this backend loads a model folder; use the llama-cpp backend for a .gguf"
-        )
+        raise BadInput(f"{path} is a file — this backend loads a model folder; use the llama-cpp backend for a .gguf")
     if model_id_or_path.startswith(("/", ".", "~", "\\")) or model_id_or_path.count("/") > 1:
         raise AssistantError(
             f"model folder not found: {model_id_or_path} — check the path, or pass a hub id such as "
