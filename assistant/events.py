@@ -81,6 +81,7 @@ class Answer:
     usage: dict[str, int]
     timings: dict[str, float]
     search: str = "none"
+    grounded: bool = False  # it cites a source that holds it (ask exits 0), else it is from memory or uncertain (3)
     notes: list[str] = field(default_factory=list)
     shown: list[int] = field(default_factory=list)  # the numbers of the sources in the final prompt
     lang: str | None = None  # the detected (or --lang) language; set by assistant/routing.py

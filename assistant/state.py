@@ -17,7 +17,7 @@ from typing import Any
 from assistant.events import Answer, Event, Source, ToolCalled, ToolReturned
 from assistant.models.base import Completion, Usage
 from assistant.passages import cap_tokens
-from assistant.prompting import ParsedAnswer, attribute
+from assistant.prompting import ParsedAnswer, abstained, attribute, supported
 from assistant.tools import Tool, ToolContext, ToolResult, ToolRetry
 
 
@@ -168,6 +168,9 @@ class RunState:
                 notes.append(f"citations {marks} added: the model cited nothing and those sources contain the answer")
             else:
                 notes.append("the answer cites no source, and no source shown contains it: treat it with care")
+        grounded = bool(cited) and supported(parsed.short_answer, self.question, [s for s in shown if s.n in cited])
+        if cited and not grounded and not abstained(parsed.short_answer):
+            notes.append("the sources the answer cites do not contain its words: check them")
         if self.ctx and not shown:
             notes.append("no sources were found: this answer comes from the model's memory alone and may be wrong")
         notes += [f"could not reach: {f}" for f in dict.fromkeys(self.failures)]
@@ -191,6 +194,7 @@ class RunState:
             usage={"prompt_tokens": self.usage.prompt_tokens, "completion_tokens": self.usage.completion_tokens},
             timings={k: round(v, 3) for k, v in self.timings.items()},
             search=self.search,
+            grounded=grounded,
             notes=notes,
             shown=[s.n for s in shown],
         )
