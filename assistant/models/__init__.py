@@ -88,9 +88,7 @@ def resolve_model(settings: Settings) -> ModelSpec:
         return ModelSpec("llama-cpp", str(path))
     if path.is_dir() or backend == "transformers" or name.count("/") == 1:
         return ModelSpec("transformers", name)
-    raise BadInput(
-        f"unknown model {name!r} — use a preset ({', '.join(PRESETS)}), a .gguf path or a Hugging Face id"
-    )
+    raise BadInput(f"unknown model {name!r} — use a preset ({', '.join(PRESETS)}), a .gguf path or a Hugging Face id")
 
 
 def load_model(settings: Settings, spec: ModelSpec | None = None) -> ModelBackend:
