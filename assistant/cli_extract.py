@@ -23,7 +23,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from assistant.cli_app import MODEL_FLAGS, app, err, fails_cleanly, with_settings
+from assistant.cli_app import MODEL_FLAGS, Output, app, err, fails_cleanly, with_output, with_settings
 from assistant.errors import AssistantError, BadInput, Exit
 from assistant.settings import Settings
 
@@ -66,8 +66,10 @@ def _dump(value: Any) -> str:
 @app.command("extract")
 @fails_cleanly
 @with_settings(only=MODEL_FLAGS)
+@with_output
 def extract_cmd(
     settings: Settings,
+    output: Output,
     text: Annotated[str | None, typer.Argument(help="The text; - reads stdin.")] = None,
     schema: Annotated[Path | None, typer.Option("--schema", help="A JSON Schema file (draft 2020-12).")] = None,
     fields: Annotated[
@@ -105,7 +107,7 @@ def extract_cmd(
             )
             typer.echo(e.raw, err=True)
             raise typer.Exit(Exit.FAILED) from None
-        for note in result.notes:
+        for note in [] if output.quiet else result.notes:
             err.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False, soft_wrap=True)
         typer.echo(_dump(result.data))
         return
@@ -121,7 +123,8 @@ def extract_cmd(
         failed += "error" in row
         typer.echo(_dump(row))
         sys.stdout.flush()
-    err.print(f"{len(texts)} lines, {failed} errors (rows with an 'error' key)", highlight=False)
+    if not output.quiet:
+        err.print(f"{len(texts)} lines, {failed} errors (rows with an 'error' key)", highlight=False)
     if failed:
         raise typer.Exit(Exit.FAILED)
 

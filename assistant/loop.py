@@ -14,6 +14,7 @@ go into every prompt, and a follow-up is searched with a standalone query (promp
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Generator, Sequence
 
 from assistant.events import Event, StepStarted, Token
@@ -32,6 +33,8 @@ from assistant.prompting import (
 )
 from assistant.state import RunState
 from assistant.tools import Tool, ToolContext
+
+log = logging.getLogger(__name__)
 
 
 def answer(
@@ -115,6 +118,11 @@ def generation(
     for item in model.stream(messages, options):
         if isinstance(item, Completion):
             state.record(item)
+            u = item.usage
+            log.info(
+                "generation: %d prompt + %d completion tokens, prefill %.2fs, decode %.2fs (%s)",
+                *(u.prompt_tokens, u.completion_tokens, item.prefill_s, item.decode_s, item.finish_reason),
+            )
             return item
         yield Token(item)
     raise RuntimeError(f"{model.name} ended its stream without a Completion")

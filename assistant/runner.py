@@ -9,6 +9,7 @@ connections and HTTP clients.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -27,6 +28,8 @@ from assistant.search.cache import Cache
 from assistant.settings import Settings, cache_dir
 from assistant.tools import ToolContext, default_tools
 from assistant.web import FetchPolicy
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -57,9 +60,12 @@ class Assistant:
         spec = spec or (resolve_model(settings) if model is None else ModelSpec("given", model.name))
         cache = Cache(cache_dir() / "cache.db", settings.cache_ttl)  # one cache for search results and pages
         search = make_search(settings, cache)  # before the model: a bad --search fails fast
+        log.info("model %s (%s), search %s", spec.target, spec.backend, ",".join(settings.search_chain()) or "none")
         start = time.perf_counter()
         model = model or load_model(settings, spec)
-        return cls(settings, spec, model, search, cache if cache.enabled else None, time.perf_counter() - start)
+        seconds = time.perf_counter() - start
+        log.info("model %s loaded in %.2fs", model.name, seconds)
+        return cls(settings, spec, model, search, cache if cache.enabled else None, seconds)
 
     def multi_step(self, spec: ModelSpec | None = None, model: ModelBackend | None = None) -> bool:
         """Whether the model (default: the default route's) may search again on its own: never with `loop`

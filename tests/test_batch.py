@@ -221,18 +221,20 @@ def test_two_writers_on_one_output_fail_clearly_and_the_lock_goes_with_the_first
 
 
 def test_batch_answers_each_question_once_and_records_malformed_lines(server: Server, tmp_path: Path):
+    """A malformed line is an error row; the others are answered, then the batch exits 1 saying how many failed."""
     src = write_lines(tmp_path / "q.jsonl", ['{"id": "a", "question": "Who?"}', "{oops", '{"question": "What?"}'])
     out = tmp_path / "a.jsonl"
     result = runner.invoke(app, batch_args(server, src, out))
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output
     assert "line 2: not valid JSON" in result.output and "3 rows written, 1 of them errors" in result.output
+    assert f"error: 1 of 3 rows in {out} ended in an error" in " ".join(result.stderr.split()), result.stderr
     got = {r["id"]: r for r in rows(out)}
     assert got["a"]["short_answer"] == "echo Who?" and got["a"]["error"] is None
     assert {"question", "answer", "short_answer", "sources", "model", "steps", "usage", "timings"} <= got["a"].keys()
     assert got["line-2"]["error"].startswith("line 2: not valid JSON") and got["line-2"]["line"] == 2
     assert got["line-3"]["short_answer"] == "echo What?"
-    again = runner.invoke(app, batch_args(server, src, out))
-    assert again.exit_code == 0 and "0 rows written, 0 of them errors, 3 already in" in again.output, again.output
+    again = runner.invoke(app, batch_args(server, src, out))  # the error row is still there: still exit 1
+    assert again.exit_code == 1 and "0 rows written, 0 of them errors, 3 already in" in again.output, again.output
     assert len(rows(out)) == 3 and server.questions == ["Who?", "What?"]
 
 

@@ -69,7 +69,7 @@ def test_closed_book_streams_without_searching(index: Path):
     result = runner.invoke(
         app, ["ask", "What is the capital of Colombia?", "--model", "smollm2-135m", "--search", "none"]
     )
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output  # answered from the model's memory (README: Exit codes)
     assert "web_search" not in result.output and "Sources" not in result.output
     assert "smollm2-135m" in result.output
 
