@@ -45,6 +45,7 @@ class ModelSpec:
     backend: str
     target: str  # a GGUF path, an HF id/folder, or the served model's name
     preset: Preset | None = None
+    by_default: bool = False  # no model was configured: the best preset present was taken
 
     @property
     def tool_calling(self) -> bool:
@@ -78,7 +79,7 @@ def resolve_model(settings: Settings) -> ModelSpec:
         path = local_path(preset)
         if not path:
             raise BadInput(f"model {preset.name} is not downloaded — run `assistant models pull {preset.name}`")
-        return ModelSpec("llama-cpp", str(path), preset)
+        return ModelSpec("llama-cpp", str(path), preset, by_default=not name)
     if not name:
         raise BadInput("--backend transformers needs --model (a Hugging Face id or folder)")
     path = Path(name).expanduser()
