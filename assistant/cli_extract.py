@@ -6,10 +6,11 @@
     assistant extract --schema person.json --jsonl texts.jsonl > people.jsonl
     assistant extract-eval --model smollm2-135m            # the labelled set, with and without constraints
 
-A failed extraction exits with code 2, naming the failing field, with the model's raw output on stderr; bad
-input (an invalid schema, an empty text) exits 1 like every other command. `--jsonl` reads one text a line
-(plain text, or an object with a "text" key) and writes one row a line, `{"line": n, "data": ...}` or
-`{"line": n, "error": ..., "raw": ...}`: nothing is lost. The commands register themselves on the app.
+A failed extraction exits 1 (a runtime failure), naming the failing field, with the model's raw output on stderr;
+bad input (an invalid schema, an empty text) exits 2, as for every command (assistant/errors.py). `--jsonl` reads
+one text a line (plain text, or an object with a "text" key) and writes one row a line, `{"line": n, "data": ...}`
+or `{"line": n, "error": ..., "raw": ...}`: nothing is lost, and any row with an error makes the exit code 1. The
+commands register themselves on the app.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from assistant.cli_app import MODEL_FLAGS, app, err, fails_cleanly, with_settings
-from assistant.errors import AssistantError
+from assistant.cli_app import MODEL_FLAGS, Output, app, err, fails_cleanly, with_output, with_settings
+from assistant.errors import AssistantError, BadInput, Exit
 from assistant.settings import Settings
 
 ConstrainOpt = Annotated[
@@ -36,16 +37,16 @@ MaxTokensOpt = Annotated[
 
 def _text(text: str | None, file: Path | None) -> str:
     if text is not None and file is not None:
-        raise AssistantError("pass the text or --file, not both")
+        raise BadInput("pass the text or --file, not both")
     if file is not None:
         try:
             return file.read_text(encoding="utf-8")
         except OSError as e:
-            raise AssistantError(f"cannot read {file}: {e.strerror or e}") from None
+            raise BadInput(f"cannot read {file}: {e.strerror or e}") from None
     if text == "-":
         return sys.stdin.read()
     if text is None:
-        raise AssistantError("no text — pass TEXT, - to read stdin, --file F, or --jsonl F")
+        raise BadInput("no text — pass TEXT, - to read stdin, --file F, or --jsonl F")
     return text
 
 
@@ -65,8 +66,10 @@ def _dump(value: Any) -> str:
 @app.command("extract")
 @fails_cleanly
 @with_settings(only=MODEL_FLAGS)
+@with_output
 def extract_cmd(
     settings: Settings,
+    output: Output,
     text: Annotated[str | None, typer.Argument(help="The text; - reads stdin.")] = None,
     schema: Annotated[Path | None, typer.Option("--schema", help="A JSON Schema file (draft 2020-12).")] = None,
     fields: Annotated[
@@ -81,18 +84,18 @@ def extract_cmd(
     no_constrain: ConstrainOpt = False,
     max_tokens: MaxTokensOpt = None,
 ) -> None:
-    """Print JSON extracted from a text that validates against a schema (exit 2 if the model's output does not)."""
+    """Print JSON extracted from a text that validates against a schema (exit 1 if the model's output does not)."""
     from assistant.extract import ExtractionError, Target, load_schema, run_extraction
     from assistant.models import load_model
 
     if (schema is None) == (fields is None):
-        raise AssistantError('pass one of --schema FILE.json or --fields "name:str, age:int"')
+        raise BadInput('pass one of --schema FILE.json or --fields "name:str, age:int"')
     checked, _ = load_schema(schema if schema is not None else str(fields))
     target = Target(checked, many)
     texts = None if jsonl is None else _jsonl_lines(jsonl, text, file)
     source = _text(text, file) if texts is None else ""
     if texts is None and not source.strip():
-        raise AssistantError("the text is empty — pass the text to extract from (an argument, --file or stdin)")
+        raise BadInput("the text is empty — pass the text to extract from (an argument, --file or stdin)")
     llm = load_model(settings)
     options = {"constrain": not no_constrain, "max_tokens": max_tokens}
     if texts is None:
@@ -103,8 +106,8 @@ def extract_cmd(
                 f"[red]error:[/red] {escape(str(e))}; the raw output follows on stderr", highlight=False, soft_wrap=True
             )
             typer.echo(e.raw, err=True)
-            raise typer.Exit(2) from None
-        for note in result.notes:
+            raise typer.Exit(Exit.FAILED) from None
+        for note in [] if output.quiet else result.notes:
             err.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False, soft_wrap=True)
         typer.echo(_dump(result.data))
         return
@@ -120,18 +123,19 @@ def extract_cmd(
         failed += "error" in row
         typer.echo(_dump(row))
         sys.stdout.flush()
-    err.print(f"{len(texts)} lines, {failed} errors (rows with an 'error' key)", highlight=False)
+    if not output.quiet:
+        err.print(f"{len(texts)} lines, {failed} errors (rows with an 'error' key)", highlight=False)
     if failed:
-        raise typer.Exit(2)
+        raise typer.Exit(Exit.FAILED)
 
 
 def _jsonl_lines(path: Path, text: str | None, file: Path | None) -> list[str]:
     if text is not None or file is not None:
-        raise AssistantError("--jsonl reads its texts from the file: pass no TEXT and no --file")
+        raise BadInput("--jsonl reads its texts from the file: pass no TEXT and no --file")
     try:
         return path.read_text(encoding="utf-8").splitlines()
     except OSError as e:
-        raise AssistantError(f"cannot read {path}: {e.strerror or e}") from None
+        raise BadInput(f"cannot read {path}: {e.strerror or e}") from None
 
 
 @app.command("extract-eval")
@@ -150,12 +154,12 @@ def extract_eval(
 
     modes = {"both": [True, False], "constrained": [True], "unconstrained": [False]}.get(mode)
     if modes is None:
-        raise AssistantError(f"unknown --mode {mode!r} — use constrained, unconstrained or both")
+        raise BadInput(f"unknown --mode {mode!r} — use constrained, unconstrained or both")
     task = load_cases(data).select(limit)
     for problem in task.problems:
         err.print(f"[yellow]warning:[/yellow] {escape(problem)}; skipped", highlight=False, soft_wrap=True)
     if not len(task):
-        raise AssistantError(f"no usable cases in {data or 'the bundled set'}")
+        raise BadInput(f"no usable cases in {data or 'the bundled set'}")
     llm = load_model(settings)
     summaries = []
     for constrain in modes:

@@ -3,7 +3,8 @@
 Both share `ask`'s options (model, backend, search, index, …) and add `--concurrency N` (N questions at once
 where the backend can serve them: `--backend openai` against a server with parallel slots) and
 `--retry-errors`. A progress bar with rate and ETA shows on a terminal; piped, only warnings and a summary line
-go to stderr.
+go to stderr (`-q`: neither). Both finish every row they can, then exit 1 when any row of the output is an error,
+saying how many (assistant/errors.py has the table of exit codes).
 
     assistant batch questions.csv -o answers.jsonl --search local --index wiki.db
     assistant eval /work/shared/data/triviaqa/wiki-dev300.jsonl --mode all --limit 50 --out runs/dev300
@@ -22,8 +23,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, ProgressColumn, TextCol
 from rich.progress import Progress as Bar
 from rich.text import Text
 
-from assistant.cli_app import app, err, fails_cleanly, with_settings
-from assistant.errors import AssistantError
+from assistant.cli_app import Output, app, err, fails_cleanly, with_output, with_settings
+from assistant.errors import AssistantError, BadInput, Exit
 from assistant.settings import Settings
 
 ConcurrencyOpt = Annotated[
@@ -45,10 +46,11 @@ class Rate(ProgressColumn):
 
 
 class Reporter:
-    """A rich progress bar on a terminal (nothing when piped); each failed row as one warning line."""
+    """A rich progress bar on a terminal (nothing when piped); each failed row as one warning line; with `quiet`,
+    nothing at all (it still counts)."""
 
-    def __init__(self, console: Console, label: str):
-        self.console, self.label = console, label
+    def __init__(self, console: Console, label: str, quiet: bool = False):
+        self.console, self.label, self.quiet = console, label, quiet
         self.written = self.errors = 0
         self.bar = Bar(
             TextColumn("{task.description}"),
@@ -58,7 +60,7 @@ class Reporter:
             TextColumn("eta"),
             TimeRemainingColumn(),
             console=console,
-            disable=not console.is_terminal,
+            disable=quiet or not console.is_terminal,
         )
 
     def start(self, total: int) -> None:
@@ -73,12 +75,19 @@ class Reporter:
             self.errors += 1
             where = row["id"] + (f" ({row['mode']})" if "mode" in row else "")
             error = row["error"]  # an input line's error names its line already
-            _warn("warning", error if error.startswith("line ") else f"{where}: {error}", self.bar.console)
+            if not self.quiet:
+                _warn("warning", error if error.startswith("line ") else f"{where}: {error}", self.bar.console)
         self.bar.advance(self.task)
 
     def note(self, message: str) -> None:
         """A repair of the output file, said once before the run."""
-        _warn("repaired", message, self.bar.console)
+        if not self.quiet:
+            _warn("repaired", message, self.bar.console)
+
+    def summary(self, text: str) -> None:
+        """The closing line: rows written and errors."""
+        if not self.quiet:
+            err.print(text, soft_wrap=True, highlight=False, markup=False)
 
     def stop(self) -> None:
         """Remove the bar."""
@@ -88,21 +97,35 @@ class Reporter:
 def _interrupted(out: Path) -> typer.Exit:
     message = f"interrupted: what was answered is in {out}; run the same command again to resume"
     err.print(message, soft_wrap=True, markup=False)
-    return typer.Exit(130)
+    return typer.Exit(Exit.INTERRUPTED)
+
+
+def _failed_rows(rows: list[dict[str, Any]], out: Path) -> AssistantError | None:
+    """The error a run ends with when any of its rows is an error (the other rows were all answered)."""
+    failed = sum(bool(row.get("error")) for row in rows)
+    if not failed:
+        return None
+    return AssistantError(
+        f"{failed} of {len(rows)} rows in {out} ended in an error (their 'error' says why) — run the same command "
+        "with --retry-errors to ask them again"
+    )
 
 
 @app.command("batch")
 @fails_cleanly
 @with_settings()
+@with_output
 def batch(
     questions: Annotated[str, typer.Argument(help="JSONL, CSV (a 'question' column) or text file; - for stdin.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="JSONL file to append answers to; resumes if present.")],
     settings: Settings,
+    output: Output,
     fmt: Annotated[str, typer.Option("--format", help="auto | jsonl | csv | text (auto: by name/content).")] = "auto",
     concurrency: ConcurrencyOpt = 1,
     retry_errors: RetryOpt = False,
 ) -> None:
-    """Answer every question of a file, one JSON line per answer in OUT; run it again to resume."""
+    """Answer every question of a file, one JSON line per answer in OUT; run it again to resume. Exit 1 when any
+    row is an error."""
     from assistant.batch import PerThread, check_resume, read_questions, run_batch, workers_for
     from assistant.resultlog import ResultLog
     from assistant.runner import Assistant
@@ -110,9 +133,9 @@ def batch(
     s = settings
     items = read_questions(questions, fmt)
     workers, note = workers_for(s, concurrency)
-    if note:
+    if note and not output.quiet:
         _warn("note", note)
-    reporter = Reporter(err, "answering")
+    reporter = Reporter(err, "answering", output.quiet)
     with ResultLog(out, key=lambda row: row["id"]) as log:
         for warning in log.warnings:
             reporter.note(warning)
@@ -129,16 +152,20 @@ def batch(
                 raise _interrupted(out) from None
             finally:
                 reporter.stop()
-    done = f"{reporter.written} rows written, {reporter.errors} of them errors, {skipped} already in {out}"
-    err.print(done, soft_wrap=True, highlight=False, markup=False)
+        failed = _failed_rows(log.rows, out)
+    reporter.summary(f"{reporter.written} rows written, {reporter.errors} of them errors, {skipped} already in {out}")
+    if failed:
+        raise failed
 
 
 @app.command("eval")
 @fails_cleanly
 @with_settings()
+@with_output
 def eval_(
     dataset: Annotated[Path, typer.Argument(help="TriviaQA .json, or .jsonl of {question, answers|golden_answers}.")],
     settings: Settings,
+    output: Output,
     mode: Annotated[
         str,
         typer.Option("--mode", help="closed | plain | rag | search | both (closed+search) | all, or plain,rag,search."),
@@ -149,7 +176,8 @@ def eval_(
     concurrency: ConcurrencyOpt = 1,
     retry_errors: RetryOpt = False,
 ) -> None:
-    """Score the assistant on a QA dataset (EM, F1, match) closed-book, as naive RAG and/or with its search loop."""
+    """Score the assistant on a QA dataset (EM, F1, match) closed-book, as naive RAG and/or with its search loop.
+    Exit 1 when any row is an error (the report is written first)."""
     from assistant.batch import PerThread, workers_for
     from assistant.evals.datasets import load_dataset
     from assistant.evals.report import markdown, write_report
@@ -158,22 +186,22 @@ def eval_(
 
     modes = modes_for(mode)
     task = load_dataset(dataset).select(limit, seed)
-    for problem in task.problems[:5]:
+    for problem in [] if output.quiet else task.problems[:5]:
         _warn("warning", f"{dataset}: {problem}; skipped")
-    if len(task.problems) > 5:
+    if len(task.problems) > 5 and not output.quiet:
         _warn("warning", f"{dataset}: {len(task.problems) - 5} more lines skipped")
     s = settings
     if modes != ["closed"] and s.search_chain() in ([], ["none"]):
-        raise AssistantError(f"--mode {mode} needs search — pass e.g. --search local --index DB.db, or --mode closed")
+        raise BadInput(f"--mode {mode} needs search — pass e.g. --search local --index DB.db, or --mode closed")
     out = out or Path("runs") / f"eval-{dataset.stem}"
     workers, note = workers_for(s, concurrency)
-    if note:
+    if note and not output.quiet:
         _warn("note", note)
     assistant = Assistant.from_settings(s)
     config = run_config(assistant, dataset)
     assistants = PerThread(lambda: Assistant.from_settings(s), [assistant])
     run = EvalRun(task, modes, out, assistants, workers, retry_errors, config)
-    reporter = Reporter(err, "/".join(modes))
+    reporter = Reporter(err, "/".join(modes), output.quiet)
     try:
         rows = run.run(reporter)
     except KeyboardInterrupt:
@@ -184,5 +212,7 @@ def eval_(
     typer.echo(markdown(summary), nl=False)
     sys.stdout.flush()  # the report before the summary line on stderr, also when both go to one pipe
     files = f"{out}/results.jsonl, report.md, report.json, report.png"
-    done = f"{reporter.written} rows written, {reporter.errors} of them errors → {files}"
-    err.print(done, soft_wrap=True, highlight=False, markup=False)
+    reporter.summary(f"{reporter.written} rows written, {reporter.errors} of them errors → {files}")
+    failed = _failed_rows(rows, out / "results.jsonl")
+    if failed:
+        raise failed

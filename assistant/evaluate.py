@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from assistant.batch import PerThread, Progress, run_tasks
-from assistant.errors import AssistantError
+from assistant.errors import AssistantError, BadInput
 from assistant.evals.datasets import QAExample, QATask
 from assistant.evals.scoring import answer_in_context, is_yes_no
 from assistant.events import Answer, Source, ToolReturned
@@ -90,7 +90,7 @@ def modes_for(name: str) -> list[str]:
     named = [m.strip() for m in name.split(",") if m.strip()]
     if not named or any(m not in MODES for m in named):
         choices = ", ".join([*MODE_SETS, *(m for m in MODES if m not in MODE_SETS)])
-        raise AssistantError(f"unknown --mode {name!r} — one of: {choices}, or a list such as plain,rag,search")
+        raise BadInput(f"unknown --mode {name!r} — one of: {choices}, or a list such as plain,rag,search")
     return [m for m in MODES if m in named]  # in the order of MODES, each once
 
 
@@ -221,7 +221,7 @@ def check_config(out: Path, config: dict[str, Any]) -> None:
         if diff:
             there = {k: repr(old[k]) if k in old else "not recorded" for k in diff}  # an older run.json has fewer
             what = ", ".join(f"{k}: {there[k]} there, {config.get(k)!r} now" for k in diff)
-            raise AssistantError(f"{out} holds another run ({what}) — pass another --out, or delete {out}")
+            raise BadInput(f"{out} holds another run ({what}) — pass another --out, or delete {out}")
         return
     out.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")  # written whole, then renamed: a kill cannot leave it half-written

@@ -1,9 +1,10 @@
-"""Typed events the loop yields. The CLI renders them with rich; batch and eval write them as JSON."""
+"""Typed events the loop yields. The CLI renders them with rich (or, with `ask --events`, prints each as one JSON
+line: `to_json`); batch and eval write the answers as JSON."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 
 @dataclass
@@ -26,6 +27,7 @@ class Source:
 class StepStarted:
     """A step of the loop begins."""
 
+    kind: ClassVar[str] = "step"  # its "type" in --events
     step: int
 
 
@@ -33,6 +35,7 @@ class StepStarted:
 class ToolCalled:
     """The loop (policy) or the model called a tool."""
 
+    kind: ClassVar[str] = "tool_call"  # its "type" in --events
     step: int
     name: str
     arguments: dict[str, Any]
@@ -43,6 +46,7 @@ class ToolCalled:
 class PageRead:
     """A tool read a web page, or failed to, while it worked (`step` is set by the run)."""
 
+    kind: ClassVar[str] = "page_read"  # its "type" in --events
     url: str
     ok: bool
     detail: str = ""  # "2 passages", or why the page could not be read
@@ -53,6 +57,7 @@ class PageRead:
 class ToolReturned:
     """A tool's result, as the model will see it; `error` when it failed (the model sees the error too)."""
 
+    kind: ClassVar[str] = "tool_result"  # its "type" in --events
     step: int
     name: str
     summary: str
@@ -65,6 +70,7 @@ class ToolReturned:
 class Token:
     """A delta of the streamed answer."""
 
+    kind: ClassVar[str] = "token"  # its "type" in --events
     text: str
 
 
@@ -72,6 +78,7 @@ class Token:
 class Answer:
     """The final answer with the sources it cites, token usage and timings (seconds)."""
 
+    kind: ClassVar[str] = "answer"  # its "type" in --events
     question: str
     answer: str
     short_answer: str
@@ -81,6 +88,7 @@ class Answer:
     usage: dict[str, int]
     timings: dict[str, float]
     search: str = "none"
+    grounded: bool = False  # it cites a source that holds it (ask exits 0), else it is from memory or uncertain (3)
     notes: list[str] = field(default_factory=list)
     shown: list[int] = field(default_factory=list)  # the numbers of the sources in the final prompt
     lang: str | None = None  # the detected (or --lang) language; set by assistant/routing.py
@@ -96,3 +104,12 @@ class Answer:
 
 
 Event = StepStarted | ToolCalled | PageRead | ToolReturned | Token | Answer
+
+
+def to_json(event: Event) -> dict[str, Any]:
+    """One `ask --events` line: {"type": kind, the event's fields}; sources as `Source.public`, an answer as
+    `Answer.to_dict`."""
+    data = event.to_dict() if isinstance(event, Answer) else asdict(event)
+    if isinstance(event, ToolReturned):
+        data["sources"] = [s.public() for s in event.sources]
+    return {"type": event.kind, **data}

@@ -33,7 +33,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from assistant.errors import AssistantError
+from assistant.errors import AssistantError, BadInput
 from assistant.models.base import Completion, GenerationOptions, Message, ModelBackend, Usage
 from assistant.runaway import RepeatWatch, bound_arrays, item_limit
 
@@ -63,7 +63,7 @@ _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)
 _LOOP = re.compile(r"(.{8,200}?)\1{4,}$", re.S)
 
 
-class SchemaError(AssistantError):
+class SchemaError(BadInput):
     """The schema is not valid JSON Schema, or cannot be decoded under a grammar."""
 
 
@@ -286,7 +286,7 @@ def run_extraction(
 ) -> Extraction:
     """Extract `target` from `text` with `model`: validate, retry once with the problem shown, or raise."""
     if not text.strip():
-        raise AssistantError("the text is empty — pass the text to extract from (an argument, --file or stdin)")
+        raise BadInput("the text is empty — pass the text to extract from (an argument, --file or stdin)")
     wire, notes = target.wire, []
     decoded = bound_arrays(wire, item_limit(text))
     if constrain and model.grammar_from_schema and (why := grammar_problem(decoded)):

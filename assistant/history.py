@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from assistant.errors import AssistantError
+from assistant.errors import AssistantError, BadInput
 from assistant.events import Answer
 from assistant.settings import data_dir
 
@@ -126,14 +126,14 @@ class ChatStore:
     def turns(self, conversation: int) -> list[ChatTurn]:
         """The turns of one conversation, in order; an unknown id is an AssistantError."""
         if not self.path.exists():
-            raise AssistantError(f"no conversation {conversation}: no chat is saved yet — `assistant chat` starts one")
+            raise BadInput(f"no conversation {conversation}: no chat is saved yet — `assistant chat` starts one")
         with closing(self._connect()) as db:
             rows = db.execute(
                 "SELECT question, answer, sources, model, time FROM turns WHERE conversation = ? ORDER BY id",
                 (conversation,),
             ).fetchall()
         if not rows:
-            raise AssistantError(f"no conversation {conversation} — `assistant history` lists them")
+            raise BadInput(f"no conversation {conversation} — `assistant history` lists them")
         return [ChatTurn(q, a, json.loads(s), m, t) for q, a, s, m, t in rows]
 
 

@@ -14,25 +14,27 @@ go into every prompt, and a follow-up is searched with a standalone query (promp
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Generator, Sequence
 
-from assistant.events import Event, Source, StepStarted, Token
+from assistant.events import Event, StepStarted, Token
 from assistant.models.base import Completion, GenerationOptions, Message, ModelBackend
 from assistant.prompting import (
     ENGLISH,
     Prompts,
     Turn,
-    abstained,
-    attribute,
     closed_messages,
     fit_history,
     next_step_messages,
     parse_answer,
     search_messages,
     standalone_query,
+    supported,
 )
 from assistant.state import RunState
 from assistant.tools import Tool, ToolContext
+
+log = logging.getLogger(__name__)
 
 
 def answer(
@@ -73,7 +75,7 @@ def answer(
         messages = search_messages(question, shown, state.notes, example, turns, prompts)
         reply = yield from generation(model, messages, opts, state)
         parsed = parse_answer(reply.text, {s.n for s in shown}, question)
-        if last or supported(parsed.short_answer, question, shown):
+        if last or supported(parsed.short_answer, question, shown):  # else it earns another search
             yield state.answer(parsed, shown)
             return
         yield StepStarted(step + 1)
@@ -87,14 +89,6 @@ def answer(
         if not pick.tool_calls:
             state.notes.append(f"Note: no valid tool call ({pick.tool_error or pick.text[:80]!r})")
         stuck = len(state.sources) == known
-
-
-def supported(short_answer: str, question: str, shown: list[Source]) -> bool:
-    """Whether a shown source holds the answer; an unsupported answer (or "unknown") earns another search.
-    Yes/no answers cannot be found in a text, so they count as supported."""
-    if short_answer.strip().lower().rstrip(".!") in ("yes", "no"):
-        return True
-    return not abstained(short_answer) and bool(attribute(short_answer, question, shown))
 
 
 def fit_turns(
@@ -124,6 +118,11 @@ def generation(
     for item in model.stream(messages, options):
         if isinstance(item, Completion):
             state.record(item)
+            u = item.usage
+            log.info(
+                "generation: %d prompt + %d completion tokens, prefill %.2fs, decode %.2fs (%s)",
+                *(u.prompt_tokens, u.completion_tokens, item.prefill_s, item.decode_s, item.finish_reason),
+            )
             return item
         yield Token(item)
     raise RuntimeError(f"{model.name} ended its stream without a Completion")

@@ -249,6 +249,14 @@ def attribute(short_answer: str, question: str, sources: list[Source]) -> list[i
     return [n for n, text in texts if all(f" {phrase} " in text for phrase in phrases)]
 
 
+def supported(short_answer: str, question: str, sources: list[Source]) -> bool:
+    """Whether one of `sources` holds the answer (`attribute`); "unknown" never is. Yes/no answers cannot be found
+    in a text, so they count as supported."""
+    if short_answer.strip().lower().rstrip(".!") in ("yes", "no"):
+        return True
+    return not abstained(short_answer) and bool(attribute(short_answer, question, sources))
+
+
 def _words(text: str) -> list[str]:
     """Word tokens without accents, case or punctuation: "Bogotá" and "bogota" are the same word."""
     return tokenize("".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c)))

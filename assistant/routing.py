@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from assistant.errors import AssistantError
+from assistant.errors import AssistantError, BadInput
 from assistant.models import ModelBackend, ModelSpec, close_model, load_model, resolve_model
 from assistant.prompting import ENGLISH, Prompts, language_prompts
 from assistant.settings import RouteConfig, Settings
@@ -229,7 +229,7 @@ class Router:
         forced = (lang or self.settings.lang).strip().lower()
         if forced != "auto":
             if not re.fullmatch(r"[a-z]{2,3}", forced):
-                raise AssistantError(f"--lang {forced!r}: use auto or a language code such as fr")
+                raise BadInput(f"--lang {forced!r}: use auto or a language code such as fr")
             return Detection(forced, 1.0, 0.0, forced=True)
         self.languages = self.languages or detectable([DEFAULT_LANG, *self.configs])
         return detect(question, self.languages)

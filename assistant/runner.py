@@ -9,13 +9,14 @@ connections and HTTP clients.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from assistant.errors import AssistantError
+from assistant.errors import BadInput
 from assistant.events import Answer, Event
 from assistant.loop import answer
 from assistant.models import ModelBackend, ModelSpec, close_model, load_model, resolve_model
@@ -27,6 +28,8 @@ from assistant.search.cache import Cache
 from assistant.settings import Settings, cache_dir
 from assistant.tools import ToolContext, default_tools
 from assistant.web import FetchPolicy
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -57,9 +60,12 @@ class Assistant:
         spec = spec or (resolve_model(settings) if model is None else ModelSpec("given", model.name))
         cache = Cache(cache_dir() / "cache.db", settings.cache_ttl)  # one cache for search results and pages
         search = make_search(settings, cache)  # before the model: a bad --search fails fast
+        log.info("model %s (%s), search %s", spec.target, spec.backend, ",".join(settings.search_chain()) or "none")
         start = time.perf_counter()
         model = model or load_model(settings, spec)
-        return cls(settings, spec, model, search, cache if cache.enabled else None, time.perf_counter() - start)
+        seconds = time.perf_counter() - start
+        log.info("model %s loaded in %.2fs", model.name, seconds)
+        return cls(settings, spec, model, search, cache if cache.enabled else None, seconds)
 
     def multi_step(self, spec: ModelSpec | None = None, model: ModelBackend | None = None) -> bool:
         """Whether the model (default: the default route's) may search again on its own: never with `loop`
@@ -94,7 +100,7 @@ class Assistant:
         choice for the question, with `lang` overriding detection)."""
         question = " ".join(question.split())
         if not question:
-            raise AssistantError('the question is empty — pass a question, e.g. assistant ask "Who painted X?"')
+            raise BadInput('the question is empty — pass a question, e.g. assistant ask "Who painted X?"')
         if route is None:
             detection = self.router.detect(question, lang)
             route = self.router.route(detection)
@@ -136,7 +142,7 @@ class Assistant:
 
         question = " ".join(question.split())
         if self.search is None:
-            raise AssistantError("the plain baseline needs search — pass e.g. --search local --index DB.db")
+            raise BadInput("the plain baseline needs search — pass e.g. --search local --index DB.db")
         load, self.load_seconds = self.load_seconds, 0.0
         for event in plain_answer(question, self.model, self._context(question, self.search, self.model)):
             if isinstance(event, Answer):

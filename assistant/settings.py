@@ -19,7 +19,7 @@ import platformdirs
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
-from assistant.errors import AssistantError
+from assistant.errors import AssistantError, BadInput
 from assistant.search.base import Retriever
 
 if sys.version_info >= (3, 11):
@@ -67,7 +67,7 @@ def read_config(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         return {}
     except tomllib.TOMLDecodeError as e:  # its message ends "(at line N, column M)"
-        raise AssistantError(f"{path} is not valid TOML: {e} — fix that line, or move the file away") from None
+        raise BadInput(f"{path} is not valid TOML: {e} — fix that line, or move the file away") from None
     except OSError as e:
         raise AssistantError(f"cannot read {path}: {e.strerror or e} — fix its permissions") from None
 

@@ -25,7 +25,7 @@ import tomlkit
 from pydantic import TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
-from assistant.errors import AssistantError
+from assistant.errors import AssistantError, BadInput
 from assistant.settings import ENV_PREFIX, RouteConfig, Settings, did_you_mean, read_config
 
 _TABLES = ("routes",)  # fields that are TOML tables, set one `routes.CODE.FIELD` at a time
@@ -46,23 +46,23 @@ def key_field(key: str) -> tuple[tuple[str, ...], FieldInfo]:
         fix = "a route is set one field at a time: routes.CODE.FIELD, e.g. routes.fr.region"
     else:
         fix = did_you_mean(key, valid)
-    raise AssistantError(f"unknown setting {key!r} — {fix}")
+    raise BadInput(f"unknown setting {key!r} — {fix}")
 
 
 def parse_value(key: str, raw: str) -> Any:
     """The value `raw` (as typed on a command line) stands for, as Settings would validate it for `key`."""
     parts, field = key_field(key)
     if parts[0] in _TABLES and len(parts) == 1:
-        raise AssistantError(f"{key} is a table — set one of its fields, e.g. routes.fr.region fr-fr")
+        raise BadInput(f"{key} is a table — set one of its fields, e.g. routes.fr.region fr-fr")
     if not raw.strip():
-        raise AssistantError(f"an empty value for {key} — `assistant config unset {key}` returns it to its default")
+        raise BadInput(f"an empty value for {key} — `assistant config unset {key}` returns it to its default")
     kind = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation  # ge=1, le=10…
     adapter: TypeAdapter[Any] = TypeAdapter(kind)
     try:
         value = adapter.validate_python(raw)
     except ValidationError as e:
         message = e.errors()[0]["msg"]
-        raise AssistantError(f"bad value for {key}: {message} — the config file is left as it was") from None
+        raise BadInput(f"bad value for {key}: {message} — the config file is left as it was") from None
     return str(value) if isinstance(value, Path) else value
 
 
@@ -142,9 +142,7 @@ def template() -> str:
 def write_template(path: Path, force: bool) -> None:
     """Write `template()` to `path`; an existing file is replaced only with `force`."""
     if path.exists() and not force:
-        raise AssistantError(
-            f"{path} exists — `assistant config` shows it, `assistant config init --force` replaces it"
-        )
+        raise BadInput(f"{path} exists — `assistant config` shows it, `assistant config init --force` replaces it")
     _write(path, template())
 
 

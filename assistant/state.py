@@ -8,6 +8,7 @@ not be parsed or was refused by policy, a stream cut at max_tokens) and how the 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import time
 from collections.abc import Callable, Generator, Iterator
@@ -17,8 +18,10 @@ from typing import Any
 from assistant.events import Answer, Event, Source, ToolCalled, ToolReturned
 from assistant.models.base import Completion, Usage
 from assistant.passages import cap_tokens
-from assistant.prompting import ParsedAnswer, attribute
+from assistant.prompting import ParsedAnswer, abstained, attribute, supported
 from assistant.tools import Tool, ToolContext, ToolResult, ToolRetry
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -61,8 +64,8 @@ class RunState:
         if result.error:
             self.notes.append(f"Note: {result.error}")
             if by == "model" and not result.failures:  # else the failure says it ("could not reach")
-                shown = ", ".join(f"{k}={v!r}"[:100] for k, v in arguments.items())
-                self.problems.append(f"step {step}: the model's call {tool.name}({shown}) was refused: {result.error}")
+                call = f"{tool.name}({_shown(arguments)})"
+                self.problems.append(f"step {step}: the model's call {call} was refused: {result.error}")
         seconds = time.perf_counter() - start
         self.timings["read" if result.pages_read else "search"] += seconds
         summary = result.error or f"{len(new)} passages"
@@ -77,6 +80,7 @@ class RunState:
                 "seconds": round(seconds, 3),
             }
         )
+        log.info("step %d: %s(%s) by %s: %s in %.2fs", step, tool.name, _shown(arguments), by, summary, seconds)
         yield ToolReturned(step, tool.name, summary, new, result.error, seconds)
 
     def _run(self, step: int, tool: Tool, arguments: dict[str, Any]) -> Generator[Event, None, ToolResult]:
@@ -94,6 +98,7 @@ class RunState:
                     event = next(events)
                 except StopIteration as done:
                     return done.value
+                log.info("step %d: read %s: %s", step, event.url, event.detail or ("ok" if event.ok else "failed"))
                 yield replace(event, step=step)
         except ToolRetry as e:
             return ToolResult(error=str(e))
@@ -168,6 +173,9 @@ class RunState:
                 notes.append(f"citations {marks} added: the model cited nothing and those sources contain the answer")
             else:
                 notes.append("the answer cites no source, and no source shown contains it: treat it with care")
+        grounded = bool(cited) and supported(parsed.short_answer, self.question, [s for s in shown if s.n in cited])
+        if cited and not grounded and not abstained(parsed.short_answer):
+            notes.append("the sources the answer cites do not contain its words: check them")
         if self.ctx and not shown:
             notes.append("no sources were found: this answer comes from the model's memory alone and may be wrong")
         notes += [f"could not reach: {f}" for f in dict.fromkeys(self.failures)]
@@ -181,6 +189,7 @@ class RunState:
                     "it supports may have been dictated by the page — check it"
                 )
         self.timings["total"] = time.perf_counter() - self.started + self.timings["load"]
+        log.info("answered in %.2fs, %s", self.timings["total"], "from sources" if grounded else "not from sources")
         return Answer(
             question=self.question,
             answer=text,
@@ -191,6 +200,7 @@ class RunState:
             usage={"prompt_tokens": self.usage.prompt_tokens, "completion_tokens": self.usage.completion_tokens},
             timings={k: round(v, 3) for k, v in self.timings.items()},
             search=self.search,
+            grounded=grounded,
             notes=notes,
             shown=[s.n for s in shown],
         )
@@ -204,6 +214,11 @@ _INJECTION = re.compile(
     re.I,
 )
 _FENCE_TAG = re.compile(r"<(/?\s*sources\b)", re.I)
+
+
+def _shown(arguments: dict[str, Any]) -> str:
+    """A call's arguments as a log line shows them."""
+    return ", ".join(f"{k}={v!r}"[:100] for k, v in arguments.items())
 
 
 def _defang(text: str) -> str:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from assistant.errors import AssistantError
+from assistant.errors import BadInput
 from assistant.evals.scoring import Scores, score
 
 
@@ -125,7 +125,7 @@ def load_dataset(path: Path | str) -> QATask:
     """Load a dataset file, detecting its format (TriviaQA JSON, or JSONL with answers/golden_answers)."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise AssistantError(f"dataset not found: {path} — pass a TriviaQA .json or a .jsonl of questions")
+        raise BadInput(f"dataset not found: {path} — pass a TriviaQA .json or a .jsonl of questions")
     if _first_line_is_triviaqa(path):
         from assistant.evals.triviaqa import load_triviaqa
 
@@ -134,7 +134,7 @@ def load_dataset(path: Path | str) -> QATask:
         task = load_jsonl(path)
     if not task.examples:
         why = "; ".join(task.problems[:3]) or "the file is empty"
-        raise AssistantError(f"no questions with answers in {path} ({why}) — see `assistant eval --help` for formats")
+        raise BadInput(f"no questions with answers in {path} ({why}) — see `assistant eval --help` for formats")
     return task
 
 

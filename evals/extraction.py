@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from assistant.errors import AssistantError
+from assistant.errors import AssistantError, BadInput
 from assistant.extract import ExtractionError, Target, check_schema, find_problem, parse_fields, run_extraction
 from assistant.models.base import ModelBackend
 
@@ -122,7 +122,7 @@ def load_cases(path: Path | None = None) -> ExtractionTask:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as e:
-        raise AssistantError(f"cannot read {path}: {e.strerror or e}") from None
+        raise BadInput(f"cannot read {path}: {e.strerror or e}") from None
     cases, problems = [], []
     for n, line in enumerate(lines, 1):
         if not line.strip():

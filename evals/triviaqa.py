@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from assistant.errors import AssistantError
+from assistant.errors import BadInput
 from assistant.evals.datasets import QAExample, QATask
 from assistant.evals.scoring import normalize_answer
 
@@ -40,7 +40,7 @@ class TriviaQA(QATask):
     def from_json(cls, data: Any, name: str = "triviaqa") -> TriviaQA:
         """Build the task from the parsed JSON document."""
         if not isinstance(data, dict) or not isinstance(data.get("Data"), list):
-            raise AssistantError(f"{name}: not TriviaQA's format (no 'Data' list) — or pass a .jsonl of questions")
+            raise BadInput(f"{name}: not TriviaQA's format (no 'Data' list) — or pass a .jsonl of questions")
         records = data["Data"]
         if data.get("VerifiedEval"):
             records = [r for r in records if r.get("QuestionPartOfVerifiedEval")]
@@ -65,7 +65,7 @@ def load_triviaqa(path: Path) -> TriviaQA:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
     except json.JSONDecodeError as e:
-        raise AssistantError(f"{path}: not valid JSON at line {e.lineno} ({e.msg}) — is the file complete?") from None
+        raise BadInput(f"{path}: not valid JSON at line {e.lineno} ({e.msg}) — is the file complete?") from None
     return TriviaQA.from_json(data, Path(path).stem)
 
 

@@ -221,18 +221,20 @@ def test_two_writers_on_one_output_fail_clearly_and_the_lock_goes_with_the_first
 
 
 def test_batch_answers_each_question_once_and_records_malformed_lines(server: Server, tmp_path: Path):
+    """A malformed line is an error row; the others are answered, then the batch exits 1 saying how many failed."""
     src = write_lines(tmp_path / "q.jsonl", ['{"id": "a", "question": "Who?"}', "{oops", '{"question": "What?"}'])
     out = tmp_path / "a.jsonl"
     result = runner.invoke(app, batch_args(server, src, out))
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output
     assert "line 2: not valid JSON" in result.output and "3 rows written, 1 of them errors" in result.output
+    assert f"error: 1 of 3 rows in {out} ended in an error" in " ".join(result.stderr.split()), result.stderr
     got = {r["id"]: r for r in rows(out)}
     assert got["a"]["short_answer"] == "echo Who?" and got["a"]["error"] is None
     assert {"question", "answer", "short_answer", "sources", "model", "steps", "usage", "timings"} <= got["a"].keys()
     assert got["line-2"]["error"].startswith("line 2: not valid JSON") and got["line-2"]["line"] == 2
     assert got["line-3"]["short_answer"] == "echo What?"
-    again = runner.invoke(app, batch_args(server, src, out))
-    assert again.exit_code == 0 and "0 rows written, 0 of them errors, 3 already in" in again.output, again.output
+    again = runner.invoke(app, batch_args(server, src, out))  # the error row is still there: still exit 1
+    assert again.exit_code == 1 and "0 rows written, 0 of them errors, 3 already in" in again.output, again.output
     assert len(rows(out)) == 3 and server.questions == ["Who?", "What?"]
 
 
@@ -347,13 +349,13 @@ def test_a_resumed_batch_refuses_rows_whose_question_changed(server: Server, tmp
     write_lines(src, ["What is the capital of Colombia?", "Who painted The Night Watch?", "Where is the Humber?"])
     result = runner.invoke(app, batch_args(server, src, out))
     message = " ".join(result.output.split())
-    assert result.exit_code == 1, message
+    assert result.exit_code == 2, message
     assert "line 1 (id 'line-1')" in message and "'Who painted The Night Watch?'" in message, message
     assert "'What is the capital of Colombia?'" in message, message
     write_lines(src, ["Who painted The Night Watch?", "Where is the Thames?"])  # edited: every id is done
     result = runner.invoke(app, batch_args(server, src, out))
     message = " ".join(result.output.split())
-    assert result.exit_code == 1 and "line 2 (id 'line-2')" in message and "Thames" in message, message
+    assert result.exit_code == 2 and "line 2 (id 'line-2')" in message and "Thames" in message, message
     assert out.read_text(encoding="utf-8") == before and len(server.questions) == 2
     write_lines(src, ["Who painted The Night Watch?", "Where is the Humber?", "Where is the Thames?"])  # appended
     result = runner.invoke(app, batch_args(server, src, out))

@@ -229,7 +229,7 @@ def test_history_lists_and_shows_a_finished_chat(model, index):
     assert "- [1] Bogotá (triviaqa-19" in text and "## The rivers Trent and Ouse" in text, text
     assert text.index("Bogotá [1]") < text.index("Humber [1]")
     missing = run_cli("history", "7")
-    assert missing.returncode == 1 and "no conversation 7" in missing.stderr, missing.stderr
+    assert missing.returncode == 2 and "no conversation 7" in missing.stderr, missing.stderr
 
 
 def test_a_follow_up_sends_earlier_turns_and_searches_a_standalone_query(model, index):
@@ -365,12 +365,12 @@ def test_resume_goes_on_with_a_saved_conversation(model, index):
 def test_resume_with_an_unknown_id_is_one_line_that_says_where_the_ids_are(model, index):
     url, script = model
     nothing = run_cli(*chat_args(url, index)[2:], "--resume", "3")
-    assert nothing.returncode == 1 and "no conversation 3: no chat is saved yet" in nothing.stderr, nothing.stderr
+    assert nothing.returncode == 2 and "no conversation 3: no chat is saved yet" in nothing.stderr, nothing.stderr
     script.replies += ["Bogotá [1]"]
     saved = run_cli(*chat_args(url, index)[2:], stdin="What is the capital of Colombia?\n")
     assert saved.returncode == 0, saved.stderr
     missing = run_cli(*chat_args(url, index)[2:], "--resume", "7", stdin="Who?\n")
-    assert missing.returncode == 1, missing.stderr
+    assert missing.returncode == 2, missing.stderr
     assert "no conversation 7 — `assistant history` lists them" in " ".join(missing.stderr.split()), missing.stderr
     assert "Traceback" not in missing.stderr and len(script.requests) == 1, "the model is never asked"
 

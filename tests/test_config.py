@@ -39,7 +39,7 @@ def flat(output: str) -> str:
 def test_a_malformed_config_file_is_one_line_naming_the_file_and_line(isolated: Path, command: list[str]):
     path = write_config(isolated, 'model = "qwen"\nsearch = "local\n')
     result = runner.invoke(app, command)
-    assert result.exit_code == 1 and not isinstance(result.exception, Exception), result.output
+    assert result.exit_code == 2 and not isinstance(result.exception, Exception), result.output
     assert f"{path}" in flat(result.output) and "line 2" in result.output, result.output
     assert "Traceback" not in result.output
 
@@ -47,14 +47,14 @@ def test_a_malformed_config_file_is_one_line_naming_the_file_and_line(isolated: 
 def test_config_reports_a_bad_value_as_one_line(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("ASSISTANT_MAX_STEPS", "99")
     result = runner.invoke(app, ["config"])
-    assert result.exit_code == 1 and "bad setting max_steps" in result.output, result.output
+    assert result.exit_code == 2 and "bad setting max_steps" in result.output, result.output
 
 
 def test_error_text_that_looks_like_markup_is_printed_as_is():
     result = runner.invoke(app, ["models", "pull", "[/x]"])
-    assert result.exit_code == 1 and "unknown preset '[/x]'" in result.output, result.output
+    assert result.exit_code == 2 and "unknown preset '[/x]'" in result.output, result.output
     result = runner.invoke(app, ["models", "pull", "[bold]q"])
-    assert result.exit_code == 1 and "unknown preset '[bold]q'" in result.output, result.output
+    assert result.exit_code == 2 and "unknown preset '[bold]q'" in result.output, result.output
 
 
 def test_a_misspelled_config_key_is_named_with_the_nearest_valid_one(isolated: Path):
@@ -109,7 +109,7 @@ def test_config_init_writes_every_key_with_its_default_and_never_overwrites(isol
     assert shown.exit_code == 0 and shown.stderr == "", shown.output
     path.write_text("max_steps = 2\n", encoding="utf-8")
     again = runner.invoke(app, ["config", "init"])
-    assert again.exit_code == 1 and "exists" in again.output and "--force" in flat(again.output), again.output
+    assert again.exit_code == 2 and "exists" in again.output and "--force" in flat(again.output), again.output
     assert path.read_text(encoding="utf-8") == "max_steps = 2\n", "the user's file is left alone"
     forced = runner.invoke(app, ["config", "init", "--force"])
     assert forced.exit_code == 0 and path.read_text(encoding="utf-8") == text, forced.output
@@ -150,7 +150,7 @@ def test_a_bad_value_or_a_misspelled_key_is_one_line_and_the_file_is_untouched(
 ):
     path = write_config(isolated, "# mine\nmax_steps = 2\n")
     result = runner.invoke(app, ["config", *args])
-    assert result.exit_code == 1 and not isinstance(result.exception, Exception), result.output
+    assert result.exit_code == 2 and not isinstance(result.exception, Exception), result.output
     assert message in flat(result.output) and "Traceback" not in result.output, result.output
     assert path.read_text(encoding="utf-8") == "# mine\nmax_steps = 2\n"
 
@@ -224,4 +224,4 @@ def test_a_bad_setting_names_where_to_fix_it(
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
     result = runner.invoke(app, ["config"])
-    assert result.exit_code == 1 and fix.format(path=path) in flat(result.output), result.output
+    assert result.exit_code == 2 and fix.format(path=path) in flat(result.output), result.output

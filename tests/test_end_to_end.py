@@ -69,7 +69,7 @@ def test_closed_book_streams_without_searching(index: Path):
     result = runner.invoke(
         app, ["ask", "What is the capital of Colombia?", "--model", "smollm2-135m", "--search", "none"]
     )
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output  # answered from the model's memory (README: Exit codes)
     assert "web_search" not in result.output and "Sources" not in result.output
     assert "smollm2-135m" in result.output
 
@@ -87,9 +87,9 @@ def test_closed_book_streams_without_searching(index: Path):
         (["index", "search", "x", "--index", "/nonexistent/x.db"], "index not found"),
     ],
 )
-def test_bad_input_is_one_clear_line_and_exit_1(args: list[str], message: str):
+def test_bad_input_is_one_clear_line_and_exit_2(args: list[str], message: str):
     result = runner.invoke(app, args)
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output
     assert message in result.output, result.output
     assert "Traceback" not in result.output
 

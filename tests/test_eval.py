@@ -250,14 +250,14 @@ def test_eval_command_writes_results_and_report_and_resumes(server: Server, inde
     assert len(server.questions) == 6
     other = runner.invoke(app, [*eval_args(server, two_questions, out, index), "--model", "other"])
     message = " ".join(other.output.split())  # the error line is wrapped to the terminal's width
-    assert other.exit_code == 1 and "holds another run (model: 'default' there, 'other' now)" in message, message
+    assert other.exit_code == 2 and "holds another run (model: 'default' there, 'other' now)" in message, message
 
 
 def test_eval_modes_that_search_need_a_search_backend(two_questions: Path):
     result = runner.invoke(app, ["eval", str(two_questions), "--mode", "rag", "--search", "none"])
-    assert result.exit_code == 1 and "--mode rag needs search" in result.output, result.output
+    assert result.exit_code == 2 and "--mode rag needs search" in result.output, result.output
     result = runner.invoke(app, ["eval", str(two_questions), "--mode", "everything"])
-    assert result.exit_code == 1 and "unknown --mode 'everything'" in result.output, result.output
+    assert result.exit_code == 2 and "unknown --mode 'everything'" in result.output, result.output
 
 
 def test_failures_are_split_by_cause():
@@ -315,7 +315,7 @@ def test_a_resumed_eval_must_match_every_setting_that_changes_answers(
             m.setenv(f"ASSISTANT_{name}", value)
             result = runner.invoke(app, eval_args(server, two_questions, out, index, "--mode", "closed"))
         message = " ".join(result.output.split())
-        assert result.exit_code == 1, f"{name}: {message}"
+        assert result.exit_code == 2, f"{name}: {message}"
         assert f"holds another run ({name.lower()}: {said})" in message, message
     assert len(server.questions) == 2
 

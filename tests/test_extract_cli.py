@@ -55,10 +55,10 @@ def test_many_prints_a_list(model):
     assert json.loads(result.stdout) == [{"character": "Prue", "actress": "Shannen Doherty"}]
 
 
-def test_a_failed_extraction_exits_2_naming_the_field_with_the_raw_output(model):
+def test_a_failed_extraction_exits_1_naming_the_field_with_the_raw_output(model):
     model.enqueue('{"founded": "sixties"}', '{"founded": "the sixties"}')
     result = runner.invoke(app, ["extract", "--fields", "founded:int", GRENNA])
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == 1, result.output
     assert result.stdout == ""
     assert "`founded`" in result.stderr and "not of type 'integer'" in result.stderr
     assert "raw output follows" in result.stderr and '{"founded": "the sixties"}' in result.stderr
@@ -77,18 +77,18 @@ def test_a_failed_extraction_exits_2_naming_the_field_with_the_raw_output(model)
         (["extract-eval", "--mode", "sometimes"], "unknown --mode"),
     ],
 )
-def test_bad_input_is_one_clear_line_and_exit_1(model, args: list[str], message: str):
+def test_bad_input_is_one_clear_line_and_exit_2(model, args: list[str], message: str):
     result = runner.invoke(app, args)
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
     assert model.history == []
 
 
-def test_an_invalid_schema_file_exits_1(model, tmp_path: Path):
+def test_an_invalid_schema_file_exits_2(model, tmp_path: Path):
     schema = tmp_path / "s.json"
     schema.write_text('{"type": "object", "required": "name"}')
     result = runner.invoke(app, ["extract", "--schema", str(schema), GRENNA])
-    assert result.exit_code == 1 and "invalid JSON Schema at required" in result.output, result.output
+    assert result.exit_code == 2 and "invalid JSON Schema at required" in result.output, result.output
 
 
 def test_jsonl_writes_one_row_per_line_errors_included(model, tmp_path: Path):
@@ -98,7 +98,7 @@ def test_jsonl_writes_one_row_per_line_errors_included(model, tmp_path: Path):
     )
     model.enqueue('{"founded": 1963}', '{"founded": "c. 1691"}', '{"founded": "1720"}')
     result = runner.invoke(app, ["extract", "--fields", "founded:int", "--jsonl", str(lines)])
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == 1, result.output
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["line"] for r in rows] == [1, 2, 3]
     assert rows[0] == {"line": 1, "data": {"founded": 1963}}

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from assistant.cli import app
-from assistant.errors import AssistantError
+from assistant.errors import AssistantError, SearchError
 from assistant.search.local import SCHEMA_VERSION, LocalIndex, build_index, migrate_index
 from assistant.settings import Settings
 
@@ -65,7 +65,8 @@ def test_an_old_index_is_refused_with_the_commands_that_fix_it(tmp_path, long_do
         f"{db} is an index of an older layout (schema 0; this version reads 1) — upgrade it in place with "
         f"`assistant index migrate {db}`, or rebuild it with `assistant index build FILE.jsonl --out {db}`"
     )
-    assert type(err.value) is AssistantError, "a SearchError would let a fallback chain hide it"
+    assert not isinstance(err.value, SearchError), "a SearchError would let a fallback chain hide it"
+    assert err.value.exit_code == 2, "an index to upgrade is bad input"
 
 
 def test_the_search_chain_refuses_an_old_index_before_any_question(tmp_path, long_document):
@@ -135,5 +136,5 @@ def test_the_migrate_command(tmp_path, long_document):
     assert result.exit_code == 0, result.output
     assert "migrated from index schema 0 to 1" in result.output
     result = runner.invoke(app, ["index", "migrate", str(tmp_path / "nope.db")])
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output
     assert "index not found" in result.output

@@ -63,8 +63,8 @@ def test_info_reads_as_lines_and_missing_files_are_clear_errors(tmp_path: Path):
     cli("index", "build", str(DATA / "passages.jsonl"), "--out", str(index), "--no-embed")
     lines = cli("index", "info", "--index", str(index)).stdout.splitlines()
     assert "passages\t60" in lines and any(line.startswith("sources\t") for line in lines), lines
-    missing = cli("index", "add", str(tmp_path / "none.jsonl"), "--index", str(index), code=1)
+    missing = cli("index", "add", str(tmp_path / "none.jsonl"), "--index", str(index), code=2)
     assert "passages file not found" in missing.stderr
-    gone = cli("index", "info", "--index", str(tmp_path / "nope.db"), code=1)
+    gone = cli("index", "info", "--index", str(tmp_path / "nope.db"), code=2)
     assert "index not found" in gone.stderr and "index build" in gone.stderr
     assert info(index)["passages"] == 60, "a failed add changed nothing"

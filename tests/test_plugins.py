@@ -84,7 +84,7 @@ def test_an_unknown_backend_is_a_one_line_error_naming_the_known_ones(plugin_pat
     result = subprocess.run(
         command, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": plugin_path}
     )
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == 2, result.stderr
     assert "unknown backend 'nope' — one of: llama-cpp, transformers, openai, echo" in result.stderr
     assert "Traceback" not in result.stderr
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.errors import AssistantError, SearchError
+from assistant.errors import AssistantError, BadInput, SearchError
 from assistant.search import FallbackSearch, make_search
 from assistant.search.base import SearchBackend, SearchResult
 from assistant.search.cache import Cache
@@ -282,7 +282,7 @@ def test_unusable_backends_are_skipped_with_a_note(home, small_index):
 
 @pytest.mark.parametrize("chain", ["searxng", "searxng,local"])
 def test_nothing_left_to_search_is_an_error(home, tmp_path, chain):
-    with pytest.raises(SearchError, match="no search backend is available: searxng skipped: no URL"):
+    with pytest.raises(BadInput, match="no search backend is available: searxng skipped: no URL"):
         make_search(Settings(search=chain, index=tmp_path / "missing.db"))
 
 

@@ -287,4 +287,4 @@ def test_cli_no_embed_builds_bm25_only_and_search_notes_it(tmp_path):
     assert found.exit_code == 0 and found.stdout.startswith("b\tBogotá"), found.output
     assert f"assistant index embed {out}" in " ".join(found.stderr.split()), found.stderr
     missing = runner.invoke(app, ["index", "embed", str(tmp_path / "none.db")])
-    assert missing.exit_code == 1 and "index not found" in missing.output, missing.output
+    assert missing.exit_code == 2 and "index not found" in missing.output, missing.output

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from assistant.errors import AssistantError
+from assistant.errors import AssistantError, BadInput
 from assistant.models.base import Completion, GenerationOptions, Message, ModelBackend, ToolCall, Usage, generate
 from assistant.models.presets import PRESETS, Preset, default_preset, get_preset, local_path
 from assistant.settings import Settings
@@ -45,6 +45,7 @@ class ModelSpec:
     backend: str
     target: str  # a GGUF path, an HF id/folder, or the served model's name
     preset: Preset | None = None
+    by_default: bool = False  # no model was configured: the best preset present was taken
 
     @property
     def tool_calling(self) -> bool:
@@ -63,34 +64,32 @@ def resolve_model(settings: Settings) -> ModelSpec:
     name, backend = settings.model, settings.backend
     if backend and backend not in BUILT_IN:
         if backend not in backends():
-            raise AssistantError(f"unknown backend {backend!r} — one of: {', '.join(backends())}")
+            raise BadInput(f"unknown backend {backend!r} — one of: {', '.join(backends())}")
         return ModelSpec(backend, name or "default", get_preset(name) if name else None)
     if backend == "openai":
         if not settings.base_url:
-            raise AssistantError("--backend openai needs --base-url, e.g. http://127.0.0.1:8080/v1")
+            raise BadInput("--backend openai needs --base-url, e.g. http://127.0.0.1:8080/v1")
         return ModelSpec("openai", name or "default", get_preset(name) if name else None)
     preset = get_preset(name) if name else (None if backend == "transformers" else default_preset())
     if preset:
         if backend == "transformers" or (not preset.filename and preset.hf_id):
             if not preset.hf_id:
-                raise AssistantError(f"{preset.name} has no transformers checkpoint; use --backend llama-cpp")
+                raise BadInput(f"{preset.name} has no transformers checkpoint; use --backend llama-cpp")
             return ModelSpec("transformers", preset.hf_id, preset)
         path = local_path(preset)
         if not path:
-            raise AssistantError(f"model {preset.name} is not downloaded — run `assistant models pull {preset.name}`")
-        return ModelSpec("llama-cpp", str(path), preset)
+            raise BadInput(f"model {preset.name} is not downloaded — run `assistant models pull {preset.name}`")
+        return ModelSpec("llama-cpp", str(path), preset, by_default=not name)
     if not name:
-        raise AssistantError("--backend transformers needs --model (a Hugging Face id or folder)")
+        raise BadInput("--backend transformers needs --model (a Hugging Face id or folder)")
     path = Path(name).expanduser()
     if path.suffix.lower() == ".gguf" or backend == "llama-cpp":
         if not path.is_file():
-            raise AssistantError(f"model file not found: {path} — run `assistant models` to list presets")
+            raise BadInput(f"model file not found: {path} — run `assistant models` to list presets")
         return ModelSpec("llama-cpp", str(path))
     if path.is_dir() or backend == "transformers" or name.count("/") == 1:
         return ModelSpec("transformers", name)
-    raise AssistantError(
-        f"unknown model {name!r} — use a preset ({', '.join(PRESETS)}), a .gguf path or a Hugging Face id"
-    )
+    raise BadInput(f"unknown model {name!r} — use a preset ({', '.join(PRESETS)}), a .gguf path or a Hugging Face id")
 
 
 def load_model(settings: Settings, spec: ModelSpec | None = None) -> ModelBackend:
@@ -98,7 +97,7 @@ def load_model(settings: Settings, spec: ModelSpec | None = None) -> ModelBacken
     spec = spec or resolve_model(settings)
     load = backends().get(spec.backend)
     if load is None:
-        raise AssistantError(f"unknown backend {spec.backend!r} — one of: {', '.join(backends())}")
+        raise BadInput(f"unknown backend {spec.backend!r} — one of: {', '.join(backends())}")
     return load(settings, spec)
 
 

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from assistant.errors import AssistantError, MissingExtra
+from assistant.errors import AssistantError, BadInput, MissingExtra
 from assistant.models.base import Completion, GenerationOptions, Message, Usage
 from assistant.models.special import Piece, split_prompt
 from assistant.models.toolcalls import prepare, stream_with_tools
@@ -72,7 +72,7 @@ def _load_error(source: str, exc: BaseException) -> AssistantError:
     if any(isinstance(e, hub.GatedRepoError) for e in chain):
         return AssistantError(f"model {source} is gated — accept its license on huggingface.co, then `hf auth login`")
     if any(isinstance(e, hub.RepositoryNotFoundError) for e in chain):
-        return AssistantError(f"model not found on the Hugging Face hub: {source} — check the id or pass a folder")
+        return BadInput(f"model not found on the Hugging Face hub: {source} — check the id or pass a folder")
     if any(isinstance(e, (hub.LocalEntryNotFoundError, hub.OfflineModeIsEnabled, ConnectionError)) for e in chain):
         return AssistantError(
             f"cannot download {source}: no network — run `hf download {source}` on a connected machine "
@@ -87,12 +87,10 @@ def _source(model_id_or_path: str) -> tuple[str, str]:
     path = Path(model_id_or_path).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
-            raise AssistantError(f"{path} has no config.json — pass a Hugging Face model folder (or a hub id)")
+            raise BadInput(f"{path} has no config.json — pass a Hugging Face model folder (or a hub id)")
         return str(path), path.name
     if path.exists():
-        raise AssistantError(
-            f"{path} is a file — this backend loads a model folder; use the llama-cpp backend for a .gguf"
-        )
+        raise BadInput(f"{path} is a file — this backend loads a model folder; use the llama-cpp backend for a .gguf")
     if model_id_or_path.startswith(("/", ".", "~", "\\")) or model_id_or_path.count("/") > 1:
         raise AssistantError(
             f"model folder not found: {model_id_or_path} — check the path, or pass a hub id such as "
@@ -121,14 +119,14 @@ class TransformersBackend:
     ):
         torch, transformers = _import_hf()
         if quantize not in ("auto", "nf4", "none"):
-            raise AssistantError(f"unknown quantize {quantize!r} — use auto, nf4 or none")
+            raise BadInput(f"unknown quantize {quantize!r} — use auto, nf4 or none")
         self._torch = torch
         source, self.name = _source(model_id_or_path)
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         on_cuda = self.device.startswith("cuda")
         self.quantize = ("nf4" if on_cuda else "none") if quantize == "auto" else quantize
         if dtype not in ("auto", "float32", "bfloat16", "float16"):
-            raise AssistantError(f"unknown dtype {dtype!r} — use auto, float32, bfloat16 or float16")
+            raise BadInput(f"unknown dtype {dtype!r} — use auto, float32, bfloat16 or float16")
         self.dtype = ("bfloat16" if on_cuda else _cpu_dtype()) if dtype == "auto" else dtype
         kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "dtype": getattr(torch, self.dtype)}
         if self.quantize == "nf4":
@@ -150,7 +148,7 @@ class TransformersBackend:
         except OSError as exc:
             raise _load_error(source, exc) from exc
         if not getattr(self.tokenizer, "chat_template", None):
-            raise AssistantError(f"{self.name} has no chat template in its tokenizer — use an instruct/chat model")
+            raise BadInput(f"{self.name} has no chat template in its tokenizer — use an instruct/chat model")
         try:
             self.model = transformers.AutoModelForCausalLM.from_pretrained(source, **kwargs)
         except OSError as exc:

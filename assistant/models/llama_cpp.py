@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from assistant.errors import AssistantError, MissingExtra
+from assistant.errors import AssistantError, BadInput, MissingExtra
 from assistant.models.base import Completion, GenerationOptions, Message, Usage
 from assistant.models.special import Piece, split_prompt
 from assistant.models.toolcalls import prepare, stream_with_tools
@@ -64,7 +64,7 @@ class LlamaCppBackend:
     ):
         path = Path(path).expanduser()
         if not path.is_file():
-            raise AssistantError(f"model file not found: {path} — run `assistant models` to see what is present")
+            raise BadInput(f"model file not found: {path} — run `assistant models` to see what is present")
         llama_cpp = _import_llama()
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
@@ -79,7 +79,7 @@ class LlamaCppBackend:
                 verbose=False,
             )
         except ValueError as e:  # llama-cpp-python raises ValueError for unreadable files
-            raise AssistantError(f"cannot load {path}: not a valid GGUF model ({e})") from None
+            raise BadInput(f"cannot load {path}: not a valid GGUF model ({e})") from None
         self.name = name or path.stem
         self.path = path
         self.context_length = self.llm.n_ctx()
@@ -88,7 +88,7 @@ class LlamaCppBackend:
         if not template:
             template = PHI3_TEMPLATE if "phi-3" in (meta.get("general.name", "") + path.name).lower() else None
         if not template:
-            raise AssistantError(f"{path.name} has no chat template — pass one with chat_template='chatml'|'phi-3'")
+            raise BadInput(f"{path.name} has no chat template — pass one with chat_template='chatml'|'phi-3'")
         self.eos_token_id = self.llm.token_eos()
         eos_text = self._token_text(self.eos_token_id)
         self.formatter = Jinja2ChatFormatter(

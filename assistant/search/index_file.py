@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from assistant.errors import AssistantError, SearchError
+from assistant.errors import AssistantError, BadInput, SearchError
 from assistant.passages import WHOLE_PASSAGE_WORDS, document_passages
 from assistant.search.embed import Embedder
 from assistant.search.vectors import EmbedReport, embed_vectors, stored_embedder
@@ -137,7 +137,7 @@ def _insert(con: sqlite3.Connection, paths: list[Path], problems: list[str]) -> 
 def _check_files(paths: list[Path]) -> None:
     for p in paths:
         if not Path(p).is_file():
-            raise AssistantError(f"passages file not found: {p} — give a JSON Lines file of {{id, title, text}}")
+            raise BadInput(f"passages file not found: {p} — give a JSON Lines file of {{id, title, text}}")
 
 
 def build_index(paths: list[Path], out: Path) -> BuildReport:
@@ -157,7 +157,7 @@ def build_index(paths: list[Path], out: Path) -> BuildReport:
                 count, documents = _insert(con, paths, problems)
                 if count == 0:
                     shown = "; ".join(problems[:3]) or "the files are empty"
-                    raise AssistantError(f"no passages to index in {', '.join(map(str, paths))}: {shown}")
+                    raise BadInput(f"no passages to index in {', '.join(map(str, paths))}: {shown}")
                 con.execute("INSERT INTO docs_fts (rowid, title, text) SELECT rowid, title, text FROM docs")
                 con.execute("INSERT INTO docs_fts (docs_fts) VALUES ('optimize')")
                 meta = {
@@ -238,9 +238,7 @@ def _open_current(index: Path) -> sqlite3.Connection:
     """A connection to an existing index of this program's layout; a clear error for anything else."""
     path = Path(index).expanduser()
     if not path.is_file():
-        raise AssistantError(
-            f"index not found: {path} — build one with `assistant index build FILE.jsonl --out {path}`"
-        )
+        raise BadInput(f"index not found: {path} — build one with `assistant index build FILE.jsonl --out {path}`")
     con = sqlite3.connect(path, timeout=30)
     try:
         version = schema_version(con, path)
@@ -249,7 +247,7 @@ def _open_current(index: Path) -> sqlite3.Connection:
         raise
     if version != SCHEMA_VERSION:
         con.close()
-        raise AssistantError(version_problem(path, version))
+        raise BadInput(version_problem(path, version))
     return con
 
 
@@ -313,14 +311,14 @@ def migrate_index(path: Path) -> str:
     path = Path(path).expanduser()
     rebuild = f"`assistant index build FILE.jsonl --out {path}`"
     if not path.is_file():
-        raise AssistantError(f"index not found: {path} — build one with {rebuild}")
+        raise BadInput(f"index not found: {path} — build one with {rebuild}")
     con = sqlite3.connect(path, isolation_level=None)  # transactions by hand: DDL must not commit on its own
     try:
         version = schema_version(con, path)
         if version == SCHEMA_VERSION:
             return f"{path} is already at index schema {SCHEMA_VERSION}: nothing to do"
         if version > SCHEMA_VERSION:
-            raise AssistantError(version_problem(path, version))
+            raise BadInput(version_problem(path, version))
         try:
             con.execute("BEGIN IMMEDIATE")
             split = sum(_MIGRATIONS[v](con) for v in range(version, SCHEMA_VERSION))

@@ -24,7 +24,7 @@ import sqlite3
 from pathlib import Path
 from typing import get_args
 
-from assistant.errors import AssistantError, SearchError
+from assistant.errors import BadInput, SearchError
 from assistant.search.base import Retriever, SearchOutcome, SearchResult
 from assistant.search.embed import Embedder, load_embedder
 from assistant.search.index_file import (
@@ -60,6 +60,11 @@ _STOP = """a about an and are as at be been but by can could did do does for fro
     how i in into is it its me my near not of on or our she so than that the their them then there these they
     this those to was we were what when where which who whom whose why will with would you your s t"""
 STOP_WORDS = frozenset(_STOP.split())
+
+
+class IndexMissing(BadInput, SearchError):
+    """The index file is not there: bad input for `index search` (exit 2), a failure a search chain falls back from."""
+
 
 POOL = 40  # candidates each side hands to the fusion: deeper than what is shown, as issue 13 asks
 
@@ -100,7 +105,7 @@ class LocalIndex:
         threads: int | None = None,
     ):
         if retriever not in get_args(Retriever):
-            raise AssistantError(f"unknown retriever {retriever!r} — choose from {', '.join(get_args(Retriever))}")
+            raise BadInput(f"unknown retriever {retriever!r} — choose from {', '.join(get_args(Retriever))}")
         self.path = Path(path).expanduser()
         self.title_weight = title_weight
         self.retriever = retriever
@@ -113,7 +118,7 @@ class LocalIndex:
     def _db(self) -> sqlite3.Connection:
         if self._con is None:
             if not self.path.is_file():
-                raise SearchError(
+                raise IndexMissing(
                     f"index not found: {self.path} — build one with "
                     f"`assistant index build FILE.jsonl --out {self.path}`"
                 )
@@ -126,7 +131,7 @@ class LocalIndex:
             if version != SCHEMA_VERSION:
                 con.close()
                 # Not a SearchError: no fallback backend should hide an index that needs the user's hand.
-                raise AssistantError(version_problem(self.path, version))
+                raise BadInput(version_problem(self.path, version))
             self._con = con
         return self._con
 
