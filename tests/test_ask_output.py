@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import subprocess
 import sys
@@ -138,7 +139,9 @@ def test_verbose_shows_steps_and_timings_on_stderr_and_leaves_stdout_alone(model
     assert "by policy: 5 passages in " in log and "generation: " in log and "prefill 0.01s" in log, log
     assert "answered in " in log and "from sources" in log, log
     assert "assistant.runner:" in log, "each line names where it comes from"
-    assert "loaded in" not in quiet.stderr and verbose.stdout == quiet.stdout, "-v adds to stderr only"
+    seconds = re.compile(r"\d+\.\d+s")  # the footer's timings differ from run to run
+    same = seconds.sub("N", verbose.stdout) == seconds.sub("N", quiet.stdout)
+    assert "loaded in" not in quiet.stderr and same, "-v adds to stderr only"
 
 
 def test_verbose_and_quiet_together_are_bad_input(model: FakeModel, index: Path):
