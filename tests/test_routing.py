@@ -200,7 +200,7 @@ def test_ask_json_records_the_route_with_the_bundled_model():
     assert route["language"] == "de" and route["prompt"] == "prompts/de.md" and route["region"] == "de-de"
     assert route["model"] == "smollm2-135m" and "the default model smollm2-135m answers" in route["fallback"]
     result = runner.invoke(app, [*args, "--lang", "en"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output
     data = json.loads(result.stdout)
     assert data["lang"] == "en" and data["route"]["language"] == "en" and data["route"]["fallback"] is None
 
