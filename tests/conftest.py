@@ -144,3 +144,10 @@ class FakeModel:
 def fake_model() -> FakeModel:
     """A fresh scripted model."""
     return FakeModel()
+
+
+@pytest.fixture
+def loaded_model(fake_model: FakeModel, monkeypatch: pytest.MonkeyPatch) -> FakeModel:
+    """The fake model, loaded by the CLI's commands (`ask`, `batch`, `eval`) in place of a real one."""
+    monkeypatch.setattr("assistant.runner.load_model", lambda settings, spec=None: fake_model)
+    return fake_model

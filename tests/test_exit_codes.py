@@ -23,10 +23,9 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def model(fake_model: FakeModel, monkeypatch: pytest.MonkeyPatch) -> FakeModel:
-    """The fake model, loaded by `ask`, `batch` and `eval` in place of a real one."""
-    monkeypatch.setattr("assistant.runner.load_model", lambda settings, spec=None: fake_model)
-    return fake_model
+def model(loaded_model: FakeModel) -> FakeModel:
+    """conftest's `loaded_model`, under the name these tests use."""
+    return loaded_model
 
 
 def ask(*args: str) -> list[str]:
