@@ -119,18 +119,20 @@ def row(example: QAExample, variant: str, text: str, sources: list[Source], toke
     parsed = parse_answer(text, {s.n for s in sources}, example.question)
     by_n = {s.n: s for s in sources}
     cited = parsed.cited or attribute(parsed.short_answer, example.question, sources)
+    line = first_line(text)
+    by_line, by_parse = score(line, text, gold), score(parsed.short_answer, text, gold)
     return {
         "id": example.id,
         "variant": variant,
         "question": example.question,
         "gold": gold,
         "reply": text,
-        "first_line": first_line(text),
+        "first_line": line,
         "parsed": parsed.short_answer,
-        "em_first_line": score(first_line(text), text, gold).em,
-        "em_parsed": score(parsed.short_answer, text, gold).em,
-        "f1_first_line": score(first_line(text), text, gold).f1,
-        "f1_parsed": score(parsed.short_answer, text, gold).f1,
+        "em_first_line": by_line.em,
+        "em_parsed": by_parse.em,
+        "f1_first_line": by_line.f1,
+        "f1_parsed": by_parse.f1,
         "wrote_citation": bool(parsed.cited),
         "cited": cited,
         "citation_right": bool(cited) and answer_in_context([by_n[n].text for n in cited], gold),
