@@ -310,6 +310,7 @@ def test_a_resumed_eval_must_match_every_setting_that_changes_answers(
     assert result.exit_code == 0, result.output
     changes = {"LANG": ("fr", "'auto' there, 'fr' now"), "TEMPERATURE": ("0.7", "0.0 there, 0.7 now")}
     changes |= {"READ_PAGES": ("0", "2 there, 0 now"), "N_CTX": ("2048", "4096 there, 2048 now")}
+    changes |= {"RETRIEVER": ("bm25", "'hybrid' there, 'bm25' now")}
     for name, (value, said) in changes.items():
         with monkeypatch.context() as m:
             m.setenv(f"ASSISTANT_{name}", value)
