@@ -3,7 +3,8 @@
 Small models drop accents, change case and punctuation when they copy a name. When the answer's words are, word
 for word, a run of a source's words up to case, accents (compatibility forms too) and punctuation between
 words, the answer becomes that run as the source writes it. Nothing else counts: a transliteration ("moskva" for
-"Москва") or a translation is not the same words, and an answer found nowhere stays as the model wrote it.
+"Москва") or a translation is not the same words, and an answer found nowhere stays as the model wrote it; nor
+are capitals the source lacks taken away ("The Humber" stays, though the source says "the Humber").
 
     python -m assistant.spans "bogota" "Bogotá, officially Bogotá, Distrito Capital"    # prints Bogotá
 """
@@ -40,8 +41,17 @@ def source_form(answer: str, texts: Sequence[str]) -> str:
             if folded[i : i + len(words)] == words and all(
                 _joins(text[a.end() : b.start()]) for a, b in zip(run, run[1:], strict=False)
             ):
-                return answer[: mine[0].start()] + text[run[0].start() : run[-1].end()] + answer[mine[-1].end() :]
+                theirs, ours = text[run[0].start() : run[-1].end()], answer[mine[0].start() : mine[-1].end()]
+                if _capitalized(ours, theirs):
+                    return answer
+                return answer[: mine[0].start()] + theirs + answer[mine[-1].end() :]
     return answer
+
+
+def _capitalized(ours: str, theirs: str) -> bool:
+    """Whether the answer differs from the source only by capitals the source lacks ("The Humber" for "the
+    Humber" mid-sentence): the answer's own capitals are kept."""
+    return ours.casefold() == theirs.casefold() and sum(map(str.isupper, ours)) > sum(map(str.isupper, theirs))
 
 
 def _joins(between: str) -> bool:

@@ -56,7 +56,7 @@ class TokenScores:
     not known: it is the end-of-turn token, or one cut by a stop string or max_tokens."""
 
     def __init__(self) -> None:
-        self.logprobs: list[float] = []
+        self.tokens: list[tuple[int, float]] = []  # (token id, log-probability), in the order generated
         self._pending: Any = None  # the logits of the step whose token is not known yet
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
@@ -64,8 +64,8 @@ class TokenScores:
 
         if self._pending is not None:
             logits, self._pending = self._pending, None
-            top = logits.max()
-            self.logprobs.append(float(logits[int(input_ids[-1])] - top - np.log(np.exp(logits - top).sum())))
+            token, top = int(input_ids[-1]), logits.max()
+            self.tokens.append((token, float(logits[token] - top - np.log(np.exp(logits - top).sum()))))
         self._pending = np.array(scores, dtype=np.float64)  # a copy: llama.cpp reuses its buffer
         return scores
 
@@ -204,18 +204,13 @@ class LlamaCppBackend:
             finish_reason=finish,
             prefill_s=first - start,
             decode_s=end - first,
-            logprobs=self._token_logprobs(
-                self.llm.input_ids[len(tokens) : self.llm.n_tokens].tolist(), scores.logprobs
-            ),
+            logprobs=self._token_logprobs(scores.tokens),
         )
 
-    def _token_logprobs(self, generated: list[int], logprobs: list[float]) -> list[TokenLogprob]:
-        """The generated tokens that were evaluated, with their text and log-probability."""
+    def _token_logprobs(self, tokens: list[tuple[int, float]]) -> list[TokenLogprob]:
+        """The scored tokens with their text (a character split over tokens goes to the one that completes it)."""
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        return [
-            TokenLogprob(decoder.decode(self.llm.detokenize([token])), logprob)
-            for token, logprob in zip(generated, logprobs, strict=False)
-        ]
+        return [TokenLogprob(decoder.decode(self.llm.detokenize([token])), logprob) for token, logprob in tokens]
 
     def close(self) -> None:
         """Free the model."""
