@@ -25,6 +25,7 @@ from rich.progress import Progress as Bar
 from assistant import cli_chat, cli_config, cli_extract, cli_runs  # noqa: F401 (each registers its commands on the app)
 from assistant.cli_app import Output, app, err, fails_cleanly, with_output, with_settings
 from assistant.errors import BadInput, Exit
+from assistant.events import Answer
 from assistant.listing import print_json, show_table
 from assistant.settings import Settings
 
@@ -52,8 +53,9 @@ def ask(
     ] = False,
 ) -> None:
     """Answer a question with citations, searching first (or closed-book with --search none). Exit 0 when the
-    answer cites a source that holds it, 3 when it does not (from the model's memory, or uncertain)."""
-    from assistant.events import Answer, to_json
+    answer cites a source that holds it, 3 when it does not (from the model's memory), 4 when the sources did not
+    settle it (its confidence stayed below the threshold: the answer is marked uncertain)."""
+    from assistant.events import to_json
     from assistant.first_run import marker, model_notices
     from assistant.render import EventPrinter
     from assistant.runner import Assistant
@@ -78,8 +80,19 @@ def ask(
         typer.echo(json.dumps(final.to_dict(), ensure_ascii=False))
     elif output.quiet and not events:
         typer.echo(final.answer)
-    if not final.grounded:
-        raise typer.Exit(Exit.UNSOURCED)
+    code = ask_exit(final)
+    if code:
+        raise typer.Exit(code)
+
+
+def ask_exit(answer: Answer) -> Exit:
+    """The exit code of `ask` for its answer (README, "Exit codes"): 3 when no source was read (closed-book, none
+    found), then 4 when the sources read did not settle it, 3 when it cites none that holds it, else 0."""
+    if not answer.shown:
+        return Exit.UNSOURCED
+    if answer.uncertain:
+        return Exit.UNCERTAIN
+    return Exit.OK if answer.grounded else Exit.UNSOURCED
 
 
 @models_app.callback()

@@ -8,6 +8,9 @@ Every command exits with a code of `Exit`, the single place for the numbers (REA
     2   bad input: a flag, argument, setting or input file the command cannot use (Typer's usage errors too)
     3   `ask` answered, but not from sources: closed-book, no source found, every search backend failed, or the
         answer cites no source that holds it (the answer's notes say which)
+    4   `ask` searched and read sources, but they did not settle the answer: its confidence stayed below the
+        threshold after a second look (assistant/confidence.py); the best candidate is shown marked uncertain,
+        or withheld (`uncertain_answers = "hide"`)
     130 interrupted (Ctrl-C); `batch` and `eval` resume where they stopped
 """
 
@@ -23,6 +26,7 @@ class Exit(IntEnum):
     FAILED = 1
     BAD_INPUT = 2  # the code Click gives its own usage errors
     UNSOURCED = 3
+    UNCERTAIN = 4
     INTERRUPTED = 130
 
 

@@ -66,6 +66,8 @@ ANSWER_SETTINGS = (
     "region",
     "fetch_max_bytes",
     "allow_private",
+    "confidence_threshold",
+    "second_look",
 )
 # A resumed run must match these: each changes what the rows measure.
 CHECKED = ("dataset", "model", "backend", "search", "loop", *ANSWER_SETTINGS, "index", "searxng_url")
@@ -103,7 +105,11 @@ def eval_row(assistant: Assistant, task: QATask, item: EvalItem) -> dict[str, An
     start = time.perf_counter()
     question = item.example.question
     plain = item.mode == "plain"
-    events = assistant.baseline(question) if plain else assistant.ask(question, search=search, multi=multi)
+    events = (
+        assistant.baseline(question)
+        if plain
+        else assistant.ask(question, search=search, multi=multi, show_uncertain=True)  # scored: the best candidate
+    )
     for event in events:
         if isinstance(event, ToolReturned):
             found.update((s.n, s) for s in event.sources)
@@ -126,6 +132,9 @@ def eval_row(assistant: Assistant, task: QATask, item: EvalItem) -> dict[str, An
         "match": scores.match,
         "answer_in_context": answer_in_context(shown, gold) if search and not yes_no else None,
         "citation_right": answer_in_context(cited, gold) if cited and not yes_no else None,
+        "confidence": final.confidence,
+        "uncertain": final.uncertain if final.confidence is not None else None,
+        "looks": [{**look, **_scored(task, item.example, look["short_answer"])} for look in final.looks],
         "sources": [s.public() for s in final.sources],
         "steps": len(final.steps),
         "queries": [s["arguments"].get("query") for s in final.steps if s["tool"] == "web_search"],
@@ -139,6 +148,12 @@ def eval_row(assistant: Assistant, task: QATask, item: EvalItem) -> dict[str, An
         "code": code_version(),
         "error": None,
     }
+
+
+def _scored(task: QATask, example: QAExample, short_answer: str) -> dict[str, float]:
+    """EM and F1 of one look's short answer: what evals/confidence.py needs to replay other thresholds."""
+    scores = task.evaluate(example, short_answer, short_answer)
+    return {"em": scores.em, "f1": round(scores.f1, 4)}
 
 
 def _head(item: EvalItem) -> dict[str, Any]:
@@ -162,6 +177,7 @@ def run_config(assistant: Assistant, dataset: Path) -> dict[str, Any]:
         "search": assistant.search.name if assistant.search else "none",
         "loop": "multi" if assistant.multi_step() else "single",
         **s.model_dump(mode="json", include=set(ANSWER_SETTINGS)),
+        "confidence_threshold": assistant.judging().threshold,  # the one in force: set, or the preset's
         "index": str(s.index_path()) if "local" in chain else None,
         "searxng_url": s.searxng_url if "searxng" in chain else None,
         "code": code_version(),

@@ -94,12 +94,16 @@ class Answer:
     lang: str | None = None  # the detected (or --lang) language; set by assistant/routing.py
     lang_confidence: float | None = None
     route: dict[str, Any] | None = None  # language, model, prompt, region, answer_language, fallback, detect_ms
+    confidence: float | None = None  # in [0, 1]: token probability and support (assistant/confidence.py)
+    uncertain: bool = False  # below the threshold after a second look: the sources did not settle it (ask exits 4)
+    looks: list[dict[str, Any]] = field(default_factory=list)  # each answer considered: short_answer, confidence, …
 
     def to_dict(self) -> dict[str, Any]:
-        """The `ask --json` object (`shown` stays internal: evals read it to see what the model was given)."""
+        """The `ask --json` object (`shown` and `looks` stay internal: evals read them to see what the model was
+        given and what it answered at each look)."""
         data = asdict(self)
         data["sources"] = [s.public() for s in self.sources]
-        del data["shown"]
+        del data["shown"], data["looks"]
         return data
 
 

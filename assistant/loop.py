@@ -8,6 +8,11 @@ only valid calls, and answers again from old and new sources. The last step alwa
 after a call that found nothing new. The trigger is a check of the answer against the sources, not the model's
 say-so ("unknown"), a choice made on 60 TriviaQA questions in a run whose rows and commit were not kept, so no
 figure is published. A bad call becomes a note, never a crash.
+Every answer gets a confidence (assistant/confidence.py: its tokens' probability and the support check). Below
+the threshold, one more search goes deeper down the same ranking and the model answers again from the sources
+it had not been shown; the more confident answer is kept, and one still below the threshold is marked uncertain
+(`Judging`). A repeated search never puts sources already shown first again (RunState.shown), so a step that
+searches again reads new candidates rather than the same ones re-ranked.
 In a chat, `history` holds the earlier turns: the newest that fit the window beside the sources and the answer
 go into every prompt, and a follow-up is searched with a standalone query (prompting.standalone_query).
 """
@@ -16,13 +21,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Generator, Sequence
+from dataclasses import dataclass, replace
 
-from assistant.events import Event, StepStarted, Token
+from assistant.confidence import Judging, Look, answer_probability, confidence
+from assistant.events import Event, Source, StepStarted, Token
 from assistant.models.base import Completion, GenerationOptions, Message, ModelBackend
 from assistant.prompting import (
     ENGLISH,
+    ParsedAnswer,
     Prompts,
     Turn,
+    abstained,
     closed_messages,
     fit_history,
     next_step_messages,
@@ -31,10 +40,20 @@ from assistant.prompting import (
     standalone_query,
     supported,
 )
+from assistant.spans import source_form
 from assistant.state import RunState
 from assistant.tools import Tool, ToolContext
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Candidate:
+    """An answer the loop may give: the reply parsed, the sources it was given, and how sure it is."""
+
+    parsed: ParsedAnswer
+    shown: list[Source]
+    look: Look
 
 
 def answer(
@@ -53,6 +72,7 @@ def answer(
     load_seconds: float = 0.0,
     example: bool = True,
     history: Sequence[Turn] = (),
+    judging: Judging = Judging(),  # noqa: B008 (a frozen value, shared safely)
 ) -> Generator[Event, None, None]:
     """Answer `question`, yielding events; the last event is an `Answer`. `ctx=None` answers closed-book.
     `prompts`: the route's prompts (assistant/routing.py); `history`: earlier turns of a chat, oldest first."""
@@ -64,20 +84,24 @@ def answer(
     yield StepStarted(1)
     if ctx is None or search is None:
         completion = yield from generation(model, closed_messages(question, turns, prompts), opts, state)
-        yield state.answer(parse_answer(completion.text, set(), question), [])
+        closed = judged(parse_answer(completion.text, set(), question), completion, question, [])
+        yield state.answer(closed.parsed, [], closed.look, [closed.look], judging)
         return
-    query = standalone_query(question, history)  # as ToolContext.question in runner.py
+    query = standalone_query(question, history)
     yield from state.call(1, tools["web_search"], {"query": query}, by="policy")
+
+    def read(shown: list[Source]) -> Generator[Event, None, Candidate]:
+        messages = search_messages(question, shown, state.notes, example, turns, prompts)
+        reply = yield from generation(model, messages, opts, state)
+        return judged(parse_answer(reply.text, {s.n for s in shown}, question), reply, question, shown)
+
     stuck = False  # the last call found nothing new: searching on would only repeat itself
     for step in range(1, max_steps + 1):
         last = not multi or step == max_steps or stuck
         shown = state.shown(context_tokens, model.count_tokens, shown_sources)
-        messages = search_messages(question, shown, state.notes, example, turns, prompts)
-        reply = yield from generation(model, messages, opts, state)
-        parsed = parse_answer(reply.text, {s.n for s in shown}, question)
-        if last or supported(parsed.short_answer, question, shown):  # else it earns another search
-            yield state.answer(parsed, shown)
-            return
+        best = yield from read(shown)
+        if last or best.look.supported:  # else it earns another search
+            break
         yield StepStarted(step + 1)
         usable = {n: t for n, t in tools.items() if n != "fetch_page" or any(s.url for s in shown)}
         forced = GenerationOptions(max_tokens=96, tools=[t.spec() for t in usable.values()], tool_choice="required")
@@ -89,6 +113,32 @@ def answer(
         if not pick.tool_calls:
             state.notes.append(f"Note: no valid tool call ({pick.tool_error or pick.text[:80]!r})")
         stuck = len(state.sources) == known
+    looks = [best.look]
+    if judging.second_look and best.look.confidence < judging.threshold and best.shown:
+        # A second look: the same query, twice as deep. Sources already shown keep their place (RunState.shown),
+        # so the model reads the next candidates of the ranking; nothing new found, no second answer.
+        yield StepStarted(step + 1)
+        yield from state.call(step + 1, tools["web_search"], {"query": query}, "policy", 2 * ctx.max_results)
+        deeper = state.shown(context_tokens, model.count_tokens, shown_sources)
+        if {s.n for s in deeper} - {s.n for s in best.shown}:
+            second = yield from read(deeper)
+            looks.append(second.look)
+            best = second if second.look.confidence > best.look.confidence else best
+    yield state.answer(best.parsed, best.shown, best.look, looks, judging)
+
+
+def judged(parsed: ParsedAnswer, reply: Completion, question: str, shown: list[Source]) -> Candidate:
+    """The reply as a candidate: its confidence, then its short answer in the form a source writes it."""
+    probability = answer_probability(reply.logprobs, parsed.short_answer)
+    held = supported(parsed.short_answer, question, shown)
+    gave_up = abstained(parsed.short_answer)
+    look = Look(parsed.short_answer, confidence(probability, held, gave_up), probability, held)
+    cited_first = sorted(shown, key=lambda s: s.n not in parsed.cited)
+    form = source_form(parsed.short_answer, [f"{s.title}\n{s.text}" for s in cited_first])
+    if form != parsed.short_answer and not gave_up:
+        parsed = replace(parsed, short_answer=form, answer=parsed.answer.replace(parsed.short_answer, form, 1))
+        look = replace(look, short_answer=form)
+    return Candidate(parsed, shown, look)
 
 
 def fit_turns(

@@ -1,4 +1,5 @@
-"""Rich rendering of loop events for the terminal: steps as compact lines, the answer streamed, then sources."""
+"""Rich rendering of loop events for the terminal: steps as compact lines, the answer streamed (an uncertain one
+marked as such), then sources."""
 
 from __future__ import annotations
 
@@ -47,8 +48,15 @@ class EventPrinter:
             self.sources(event)
 
     def sources(self, answer: Answer) -> None:
-        """The numbered sources an answer cites, and any notes."""
+        """An uncertain answer's mark, the numbered sources an answer cites, and any notes."""
         c = self.console
+        if answer.uncertain:
+            c.print(
+                f"[bold yellow]? uncertain[/bold yellow] [yellow](confidence {answer.confidence or 0:.2f}): "
+                "the sources did not settle this"
+                + (" — take the answer above as a guess, not a finding" if answer.short_answer else "")
+                + "[/yellow]"
+            )
         if answer.sources:
             c.print("\n[bold]Sources[/bold]")
             for s in answer.sources:

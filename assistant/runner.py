@@ -13,9 +13,10 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from assistant.confidence import DEFAULT_THRESHOLD, Judging
 from assistant.errors import BadInput
 from assistant.events import Answer, Event
 from assistant.loop import answer
@@ -91,13 +92,15 @@ class Assistant:
         history: Sequence[Turn] = (),
         lang: str | None = None,
         route: Route | None = None,
+        show_uncertain: bool | None = None,
     ) -> Iterator[Event]:
         """Answer one question down its route; the Answer records `lang`, `lang_confidence` and `route`.
 
         `search=False` answers closed-book with the same model, `multi=False` searches once and answers (naive
         retrieve-then-answer), None follows the settings. `history`: a chat's earlier turns, oldest first (the
         newest that fit the window are shown to the model). `route`: the route to take (default: the router's
-        choice for the question, with `lang` overriding detection)."""
+        choice for the question, with `lang` overriding detection). `show_uncertain=True` keeps an uncertain
+        answer's best candidate whatever the settings say (evals score it); None follows them."""
         question = " ".join(question.split())
         if not question:
             raise BadInput('the question is empty — pass a question, e.g. assistant ask "Who painted X?"')
@@ -107,6 +110,8 @@ class Assistant:
         else:
             detection = Detection(route.language, 1.0, forced=True)
         spec, model, load, notes = self._model(route)
+        judging = self.judging(spec)
+        judging = judging if show_uncertain is None else replace(judging, show_uncertain=show_uncertain)
         chain = self._search(route.region) if search else None
         # pages are ranked against the standalone query: a follow-up needs its context
         ctx = self._context(standalone_query(question, history), chain, model) if chain else None
@@ -126,6 +131,7 @@ class Assistant:
             load_seconds=load,
             example=not (spec.preset and spec.preset.copies_examples),
             history=history,
+            judging=judging,
         )
         for event in events:
             if isinstance(event, Answer):
@@ -134,6 +140,13 @@ class Assistant:
                 event.route = route.record(detection.seconds * 1000)
                 event.notes += notes
             yield event
+
+    def judging(self, spec: ModelSpec | None = None) -> Judging:
+        """What the loop does with confidence: the threshold set, else the preset's measured one, else 0.5."""
+        s, spec = self.settings, spec or self.spec
+        measured = spec.preset.confidence_threshold if spec.preset else None
+        threshold = next(t for t in (s.confidence_threshold, measured, DEFAULT_THRESHOLD) if t is not None)
+        return Judging(threshold, s.second_look, s.uncertain_answers == "show")
 
     def baseline(self, question: str) -> Iterator[Event]:
         """The plain baseline (assistant/baseline.py) with the default model and search: what `--mode plain`

@@ -126,6 +126,17 @@ class Settings(BaseSettings):
         "no shown source supports its answer (SmolLM2 is not trusted with tools)",
     )
     max_steps: int = Field(3, ge=1, le=10, description="most search steps before a best-effort answer")
+    confidence_threshold: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="an answer less confident than this gets a second look, then is marked uncertain (ask exits 4); "
+        "default: the model preset's measured threshold, else 0.5",
+    )
+    second_look: bool = Field(True, description="search once more, deeper, when an answer is below the threshold")
+    uncertain_answers: Literal["show", "hide"] = Field(
+        "show", description="an uncertain answer: show the best candidate, marked uncertain, or hide it"
+    )
     max_results: int = Field(5, ge=1, le=20, description="search results per query")
     read_pages: int = Field(2, ge=0, le=10, description="pages fetched and read per web search")
     context_tokens: int = Field(600, ge=100, description="token budget for source text in the prompt")

@@ -15,6 +15,7 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from assistant.confidence import Judging, Look
 from assistant.events import Answer, Event, Source, ToolCalled, ToolReturned
 from assistant.models.base import Completion, Usage
 from assistant.passages import cap_tokens
@@ -35,6 +36,7 @@ class RunState:
     ctx: ToolContext | None = None  # the question's tool limits; each call gets a copy with what is used so far
     sources: list[Source] = field(default_factory=list)
     rank: dict[int, tuple[int, int]] = field(default_factory=dict)  # n -> (step, position): newest step first
+    prompted: set[int] = field(default_factory=set)  # sources put in an answering prompt: found again, not first
     seen: dict[str, int] = field(default_factory=dict)  # passage id or text digest -> n
     notes: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
@@ -51,11 +53,14 @@ class RunState:
     generations: list[str] = field(default_factory=list)  # the finish reason of each generation
     started: float = field(default_factory=time.perf_counter)
 
-    def call(self, step: int, tool: Tool, arguments: dict[str, Any], by: str = "model") -> Iterator[Event]:
-        """Run a tool, number the passages it found, and note failures for the model and the user."""
+    def call(
+        self, step: int, tool: Tool, arguments: dict[str, Any], by: str = "model", depth: int | None = None
+    ) -> Iterator[Event]:
+        """Run a tool, number the passages it found, and note failures for the model and the user. `depth`: the
+        results a search asks for, when not the question's `max_results` (a second look goes deeper)."""
         yield ToolCalled(step, tool.name, arguments, by)
         start = time.perf_counter()
-        result = yield from self._run(step, tool, arguments)
+        result = yield from self._run(step, tool, arguments, depth)
         new = [self._add(p.id, p.title, p.url, p.snippet, p.text, (step, pos)) for pos, p in enumerate(result.passages)]
         self.failures += result.failures
         self.tool_notes += result.notes
@@ -83,15 +88,18 @@ class RunState:
         log.info("step %d: %s(%s) by %s: %s in %.2fs", step, tool.name, _shown(arguments), by, summary, seconds)
         yield ToolReturned(step, tool.name, summary, new, result.error, seconds)
 
-    def _run(self, step: int, tool: Tool, arguments: dict[str, Any]) -> Generator[Event, None, ToolResult]:
+    def _run(
+        self, step: int, tool: Tool, arguments: dict[str, Any], depth: int | None
+    ) -> Generator[Event, None, ToolResult]:
         """The tool's result, its progress events passed on; a refusal or a library's exception becomes an error
         the model sees (and, for an exception, a note for the user) instead of ending the answer."""
-        key = f"{tool.name}:{sorted(arguments.items())}"
+        key = f"{tool.name}:{sorted(arguments.items())}" + (f":{depth}" if depth else "")
         if key in self.calls:
             return ToolResult(error=f"{tool.name} was already called with these arguments: answer now")
         self.calls.add(key)
         assert self.ctx is not None
-        events = tool.events(replace(self.ctx, fetches=self.fetches, known_urls=frozenset(self.urls)), arguments)
+        ctx = replace(self.ctx, fetches=self.fetches, known_urls=frozenset(self.urls))
+        events = tool.events(replace(ctx, max_results=depth) if depth else ctx, arguments)
         try:
             while True:
                 try:
@@ -112,7 +120,8 @@ class RunState:
         digest = hashlib.sha1(" ".join(text.split()).encode()).hexdigest()
         n = self.seen.get(id) or self.seen.get(digest)  # the same passage found again keeps its number
         if n:
-            self.rank[n] = max(self.rank[n], rank)
+            if n not in self.prompted:  # one the model has read keeps its place: a new search shows new ones
+                self.rank[n] = max(self.rank[n], rank)
             return self.sources[n - 1]
         source = Source(len(self.sources) + 1, id, title, url, snippet, text)
         self.sources.append(source)
@@ -121,7 +130,9 @@ class RunState:
         return source
 
     def shown(self, budget: int, count: Callable[[str], int], most: int = 3) -> list[Source]:
-        """The best `most` sources that fit `budget` tokens: newest step first, then the search engine's order."""
+        """The best `most` sources that fit `budget` tokens, for an answering prompt: newest step first, then the
+        search engine's order. They are recorded as `prompted`: a later search that finds them again does not put
+        them first again, so searching again never re-ranks the same candidates the same way."""
         chosen: list[Source] = []
         used = 0
         for s in sorted(self.sources, key=lambda s: (-self.rank[s.n][0], self.rank[s.n][1])):
@@ -134,6 +145,7 @@ class RunState:
                 continue
             chosen.append(s)
             used += cost
+        self.prompted.update(s.n for s in chosen)
         return sorted(chosen, key=lambda s: s.n)
 
     def queries(self) -> list[str]:
@@ -158,9 +170,13 @@ class RunState:
         elif not completion.text.strip() and not completion.tool_calls:
             self.problems.append(f"{generation}: the model's reply was empty")
 
-    def answer(self, parsed: ParsedAnswer, shown: list[Source]) -> Answer:
+    def answer(
+        self, parsed: ParsedAnswer, shown: list[Source], chosen: Look, looks: list[Look], judging: Judging
+    ) -> Answer:
         """The final Answer event from the reply parsed against the `shown` sources (citations of sources never
-        shown were removed by the parse)."""
+        shown were removed by the parse), with the confidence of its look, `chosen` among `looks` (every answer
+        the loop considered), and marked uncertain below the threshold."""
+        uncertain = chosen.confidence < judging.threshold
         notes = [f"removed citation [{n}]: no such source was shown" for n in parsed.dropped]
         text, cited = parsed.answer, parsed.cited
         if shown and not cited:
@@ -181,6 +197,15 @@ class RunState:
         notes += [f"could not reach: {f}" for f in dict.fromkeys(self.failures)]
         notes += list(dict.fromkeys(self.tool_notes))
         notes += list(dict.fromkeys(self.problems))
+        if uncertain:
+            why = "the sources did not settle this" if shown else "no source was shown to hold it"
+            given = "the answer is the best candidate" if judging.show_uncertain else "no answer is given"
+            looked = f"{len(looks)} look{'s' if len(looks) > 1 else ''}"
+            notes.insert(
+                0, f"uncertain: {why}; {given} (confidence {chosen.confidence:.2f} < {judging.threshold:.2f}, {looked})"
+            )
+        if all(look.probability is None for look in looks):
+            notes.append("the model gave no token probabilities: the confidence is the support check alone")
         by_n = {s.n: s for s in self.sources}
         for n in cited:
             if _INJECTION.search(f"{by_n[n].title} {by_n[n].text}"):
@@ -190,11 +215,12 @@ class RunState:
                 )
         self.timings["total"] = time.perf_counter() - self.started + self.timings["load"]
         log.info("answered in %.2fs, %s", self.timings["total"], "from sources" if grounded else "not from sources")
+        withheld = uncertain and not judging.show_uncertain
         return Answer(
             question=self.question,
-            answer=text,
-            short_answer=parsed.short_answer,
-            sources=[by_n[n] for n in cited],
+            answer=NOT_SETTLED if withheld else text,
+            short_answer="" if withheld else parsed.short_answer,
+            sources=[] if withheld else [by_n[n] for n in cited],
             model=self.model,
             steps=self.steps,
             usage={"prompt_tokens": self.usage.prompt_tokens, "completion_tokens": self.usage.completion_tokens},
@@ -203,7 +229,13 @@ class RunState:
             grounded=grounded,
             notes=notes,
             shown=[s.n for s in shown],
+            confidence=chosen.confidence,
+            uncertain=uncertain,
+            looks=[look.record() for look in looks],
         )
+
+
+NOT_SETTLED = "The sources did not settle this."  # the answer when an uncertain one is withheld
 
 
 # Phrases by which a page talks to the model rather than to its reader.

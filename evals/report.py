@@ -1,7 +1,8 @@
 """The eval report: scores per mode, the uplift of search with a paired bootstrap interval, latency and tokens.
 
 `write_report(out, rows, modes, config)` writes `report.json` (everything, numbers in percent and seconds),
-`report.md` (the same as tables) and `report.png` (EM/F1/match bars per mode; latency per mode). Rows with an
+`report.md` (the same as tables) and `report.png` (EM/F1/match bars per mode; latency per mode). Modes whose rows
+carry a confidence also get its AUROC and risk-coverage table (evals/confidence.py, which draws the plot). Rows with an
 `error` are counted but left out of the scores. Uplifts are paired: over the questions answered without error
 in both modes, the mean difference of per-question scores, with a 95% interval from resampling those questions
 (2000 resamples, seed 0; evals/scoring.py `paired_bootstrap`).
@@ -65,6 +66,7 @@ def summarize(rows: list[dict[str, Any]], modes: list[str], config: dict[str, An
             "latency_p95": _percentile(seconds, 95),
             **{k: _mean([float(r[k]) for r in good], digits=1) for k in ("prompt_tokens", "completion_tokens")},
             "failures": failures(good),
+            "confidence": _confidence(good, config),
         }
     uplift: dict[str, Any] = {}
     for better, base in PAIRS:
@@ -81,6 +83,17 @@ def summarize(rows: list[dict[str, Any]], modes: list[str], config: dict[str, An
         "uplift": uplift,
         "bootstrap": BOOTSTRAP,
     }
+
+
+def _confidence(rows: list[dict[str, Any]], config: dict[str, Any]) -> dict[str, Any] | None:
+    """AUROC, the counts at the run's threshold and the risk-coverage table (evals/confidence.py), for rows that
+    carry a confidence."""
+    scored = [r for r in rows if r.get("confidence") is not None]
+    if not scored:
+        return None
+    from assistant.evals.confidence import summary
+
+    return summary(scored, float(config.get("confidence_threshold") or 0.5))
 
 
 def failures(rows: list[dict[str, Any]]) -> dict[str, int] | None:
@@ -159,6 +172,11 @@ def markdown(summary: dict[str, Any]) -> str:
                 f"| {mode} | {f['retrieval_missed']} | {f['in_context_not_extracted']} | "
                 f"{f['extracted_but_not_exact']} |"
             )
+    for mode, s in summary["modes"].items():
+        if s.get("confidence"):
+            from assistant.evals.confidence import markdown as confidence_table
+
+            lines += ["", confidence_table(s["confidence"], f"Confidence, {mode} (evals/confidence.py):").rstrip()]
     if c.get("loop") == "single" and "search" in c["modes"]:
         lines += [
             "",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import signal
 import socket
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.models.base import Completion, GenerationOptions, Message, Usage
+from assistant.models.base import Completion, GenerationOptions, Message, TokenLogprob, Usage
 from assistant.models.toolcalls import stream_with_tools
 
 DATA = Path(__file__).parent / "data"
@@ -113,10 +114,13 @@ class FakeModel:
     counts_tokens_locally: bool = True
     replies: list[str] = field(default_factory=list)
     history: list[tuple[list[Message], GenerationOptions]] = field(default_factory=list)
+    probabilities: list[float | None] = field(default_factory=list)  # per reply: each word's probability, or none
 
-    def enqueue(self, *replies: str) -> FakeModel:
-        """Queue replies, one per generation."""
+    def enqueue(self, *replies: str, probability: float | None = None) -> FakeModel:
+        """Queue replies, one per generation; with `probability`, each word of them comes with that probability
+        (as a backend that gives token log-probabilities), else with none (as one that cannot)."""
         self.replies.extend(replies)
+        self.probabilities.extend([probability] * len(replies))
         return self
 
     def count_tokens(self, text: str) -> int:
@@ -128,14 +132,15 @@ class FakeModel:
         self.history.append((messages, options))
         if not self.replies:
             raise AssertionError("FakeModel ran out of scripted replies")
-        reply = self.replies.pop(0)
+        reply, probability = self.replies.pop(0), self.probabilities.pop(0)
 
         def raw() -> Iterator[str | Completion]:
             words = reply.split(" ")
-            for i, word in enumerate(words):
-                yield word if i == 0 else " " + word
+            pieces = [word if i == 0 else " " + word for i, word in enumerate(words)]
+            yield from pieces
             prompt = sum(self.count_tokens(m.content) for m in messages)
-            yield Completion("", usage=Usage(prompt, len(words)), prefill_s=0.01, decode_s=0.02)
+            scored = None if probability is None else [TokenLogprob(p, math.log(probability)) for p in pieces]
+            yield Completion("", usage=Usage(prompt, len(words)), prefill_s=0.01, decode_s=0.02, logprobs=scored)
 
         return stream_with_tools(raw(), options)
 

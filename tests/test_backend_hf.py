@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -141,6 +142,15 @@ def test_stream_yields_deltas_then_one_completion(backend: TransformersBackend) 
     assert done.usage.completion_tokens == 8
     assert done.finish_reason == "length"
     assert done.prefill_s > 0 and done.decode_s > 0
+
+
+def test_each_token_comes_with_its_log_probability(backend: TransformersBackend) -> None:
+    done = generate(backend, MESSAGES, GenerationOptions(max_tokens=6))
+    assert done.logprobs is not None and len(done.logprobs) == done.usage.completion_tokens == 6
+    assert "".join(t.text for t in done.logprobs) == done.text
+    vocabulary = backend.model.config.vocab_size
+    # greedy: each token is its step's argmax, whose probability is at least 1/V (and at most 1)
+    assert all(-math.log(vocabulary) <= t.logprob <= 0 for t in done.logprobs), done.logprobs
 
 
 def test_greedy_decoding_is_deterministic(backend: TransformersBackend) -> None:

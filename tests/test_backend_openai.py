@@ -190,6 +190,11 @@ def sse(*chunks: Any) -> bytes:
     return b"".join(f"data: {c if isinstance(c, str) else json.dumps(c)}\n\n".encode() for c in chunks)
 
 
+def _token(text: str, logprob: float) -> dict[str, Any]:
+    """One token of OpenAI's `logprobs.content`."""
+    return {"token": text, "logprob": logprob, "bytes": list(text.encode()), "top_logprobs": []}
+
+
 def delta(**fields: Any) -> dict[str, Any]:
     return {"choices": [{"index": 0, "delta": fields, "finish_reason": None}]}
 
@@ -213,6 +218,14 @@ BAD_ARGUMENTS = sse(
 JSON_ANSWER = sse(
     delta(content='{"a": '),
     delta(content="1}"),
+    {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+    "[DONE]",
+)
+
+
+SCORED_ANSWER = sse(
+    {"choices": [{"index": 0, "delta": {"content": "Bogo"}, "logprobs": {"content": [_token("Bogo", -0.1)]}}]},
+    {"choices": [{"index": 0, "delta": {"content": "tá"}, "logprobs": {"content": [_token("tá", -0.2)]}}]},
     {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
     "[DONE]",
 )
@@ -242,6 +255,10 @@ class Scripted(BaseHTTPRequestHandler):
             self.reply(400, b'{"error": {"message": "unsupported response_format"}}', "application/json")
         elif route == "calls":
             self.reply(200, FRAGMENTED_CALLS, "text/event-stream")
+        elif route == "scored":
+            self.reply(200, SCORED_ANSWER if body.get("logprobs") else JSON_ANSWER, "text/event-stream")
+        elif route == "nologprobs" and "logprobs" in body:
+            self.reply(400, b'{"error": {"message": "logprobs is not supported by this server"}}', "application/json")
         elif route == "badargs":
             self.reply(200, BAD_ARGUMENTS, "text/event-stream")
         else:
@@ -457,3 +474,29 @@ def test_a_preset_whose_gguf_is_here_is_counted_locally(tokenizer_server: Thread
     assert backend.count_tokens("Paris is the capital of France.") == 7  # SmolLM2's vocabulary; the stub says 6
     assert backend.count_tokens("hello world") == 2
     assert tokenizer_server.tokenize_requests == 0
+
+
+def test_token_log_probabilities_are_asked_for_and_read(scripted) -> None:
+    root, requests = scripted
+    done = generate(OpenAIBackend(f"{root}/scored/v1"), ask("Capital of Colombia?"))
+    assert last_chat(requests)["logprobs"] is True
+    assert done.text == "Bogotá" and [(t.text, t.logprob) for t in done.logprobs or []] == [
+        ("Bogo", -0.1),
+        ("tá", -0.2),
+    ]
+
+
+def test_a_server_that_sends_no_log_probabilities_gives_none(scripted) -> None:
+    root, _ = scripted
+    done = generate(OpenAIBackend(f"{root}/plain/v1"), ask("hi"))
+    assert done.text == '{"a": 1}' and done.logprobs is None
+
+
+def test_a_server_that_refuses_log_probabilities_is_asked_without_them_from_then_on(scripted) -> None:
+    root, requests = scripted
+    backend = OpenAIBackend(f"{root}/nologprobs/v1")
+    start = len(requests)
+    assert generate(backend, ask("hi")).logprobs is None
+    assert generate(backend, ask("hi")).text == '{"a": 1}'
+    sent = [("logprobs" in body) for path, body in requests[start:] if path.endswith("/chat/completions")]
+    assert sent == [True, False, False], "refused once, asked again without, and never again"

@@ -388,7 +388,8 @@ def test_retry_answers_the_last_question_again_in_place_of_its_answer(model, ind
     assert s.end() == 0, s.screen()
     screen = s.screen()
     assert "no question to answer again yet" in screen and "again: What is the capital of Colombia?" in screen
-    closed, retried, follow_up = script.requests
+    closed, retried, follow_up, second_look = script.requests  # no source says "7 million": a second look
+    assert "<sources untrusted>" in second_look["messages"][-1]["content"]
     assert "<sources" not in json.dumps(closed) and "<sources untrusted>" in retried["messages"][-1]["content"]
     assert [m["role"] for m in retried["messages"]] == ["system", "user"], "the old answer is not in context"
     earlier = [m["content"] for m in follow_up["messages"][1:-1]]

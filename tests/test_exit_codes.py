@@ -20,6 +20,7 @@ from tests.conftest import FakeModel
 README = Path(__file__).parent.parent / "README.md"
 COLOMBIA = "What is the capital of Colombia?"
 runner = CliRunner()
+LOCAL_NO_THRESHOLD = ("--search", "local", "--confidence-threshold", "0")
 
 
 @pytest.fixture
@@ -46,8 +47,9 @@ def test_an_answer_that_cites_a_source_holding_it_exits_0(model: FakeModel, inde
         ("closed-book", ["--search", "none"], "Answer: Bogotá", None),
         ("no source found", ["--search", "local"], "Answer: Bogotá", "no sources were found"),
         ("every backend failed", ["--search", "searxng"], "Answer: Bogotá", "could not reach"),
-        ("the cited source lacks it", ["--search", "local"], "Answer: Lima [1]", "do not contain its words"),
-        ("it cites nothing that holds it", ["--search", "local"], "Answer: Lima", "cites no source"),
+        # with no confidence threshold: below one, such an answer is uncertain (exit 4, below)
+        ("the cited source lacks it", [*LOCAL_NO_THRESHOLD], "Answer: Lima [1]", "do not contain its words"),
+        ("it cites nothing that holds it", [*LOCAL_NO_THRESHOLD], "Answer: Lima", "cites no source"),
     ],
 )
 def test_an_answer_not_from_sources_exits_3_and_the_notes_say_why(
@@ -61,6 +63,30 @@ def test_an_answer_not_from_sources_exits_3_and_the_notes_say_why(
     answer = json.loads(result.stdout)
     assert answer["grounded"] is False, answer
     assert note is None or any(note in n for n in answer["notes"]), answer["notes"]
+
+
+@pytest.mark.parametrize("hide", [False, True])
+def test_an_answer_the_sources_did_not_settle_exits_4_marked_uncertain(model: FakeModel, index: Path, hide: bool):
+    model.enqueue("Answer: Lima [1]", "Answer: Quito [2]")  # no source holds either: confidence 0, two looks
+    model.enqueue("Answer: Lima [1]", "Answer: Quito [2]")  # the same, on the terminal
+    shown = ["--uncertain-answers", "hide"] if hide else []
+    result = runner.invoke(app, [*ask(COLOMBIA, "--search", "local", "--index", str(index), *shown), "--json"])
+    assert result.exit_code == Exit.UNCERTAIN == 4, result.output
+    answer = json.loads(result.stdout)
+    assert answer["uncertain"] is True and answer["confidence"] == 0.0, answer
+    assert answer["notes"][0].startswith("uncertain: the sources did not settle this"), answer["notes"]
+    assert answer["short_answer"] == ("" if hide else "Lima"), answer
+    terminal = runner.invoke(app, ask(COLOMBIA, "--search", "local", "--index", str(index), *shown))
+    assert terminal.exit_code == 4, terminal.output
+    assert "? uncertain" in terminal.output and "the sources did not settle this" in terminal.output
+
+
+def test_a_confident_answer_from_sources_exits_0_with_its_confidence(model: FakeModel, index: Path):
+    model.enqueue("Answer: Bogotá [1]", probability=0.8)
+    result = runner.invoke(app, [*ask(COLOMBIA, "--search", "local", "--index", str(index)), "--json"])
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    assert (answer["confidence"], answer["uncertain"]) == (0.9, False), answer
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from assistant.confidence import Judging
 from assistant.errors import SearchError
 from assistant.events import Answer, Token, ToolCalled, ToolReturned
 from assistant.loop import answer
@@ -14,6 +15,7 @@ from assistant.web import FetchPolicy
 
 NIGHT_WATCH = SearchResult("nw", "The Night Watch", "", "", "The Night Watch is a 1642 painting by Rembrandt van Rijn.")
 AMSTERDAM = SearchResult("rm", "Rijksmuseum", "", "", "The Rijksmuseum in Amsterdam displays The Night Watch.")
+ONE_LOOK = Judging(second_look=False)  # for tests of the steps before confidence decides anything
 
 
 @dataclass
@@ -147,7 +149,7 @@ def test_at_the_step_limit_the_model_must_answer(fake_model):
     )
     call = '{"name": "web_search", "arguments": {"query": "%s"}}'
     fake_model.enqueue("Answer: unknown", call % "a", "Answer: unknown", call % "b", "Answer: unknown")
-    a = final(run(fake_model, search, max_steps=3))
+    a = final(run(fake_model, search, max_steps=3, judging=ONE_LOOK))
     assert len(fake_model.history) == 5
     assert "unknown" not in fake_model.history[-1][0][1].content, "the last step may not abstain"
     assert a.short_answer == "unknown"
@@ -157,7 +159,7 @@ def test_at_the_step_limit_the_model_must_answer(fake_model):
 def test_single_step_mode_never_searches_again(fake_model):
     search = ListSearch(table={"Who painted The Night Watch?": [NIGHT_WATCH]})
     fake_model.enqueue("Answer: unknown")
-    a = final(run(fake_model, search, multi=False))
+    a = final(run(fake_model, search, multi=False, judging=ONE_LOOK))
     assert len(fake_model.history) == 1 and fake_model.history[0][1].tools == []
     assert "unknown" not in fake_model.history[0][0][1].content
     assert search.queries == ["Who painted The Night Watch?"] and a.short_answer == "unknown"
@@ -181,7 +183,7 @@ def test_sources_are_capped_by_the_token_budget(fake_model):
     many = [SearchResult(f"p{i}", f"T{i}", "", "", " ".join([f"word{i}"] * 50)) for i in range(5)]
     search = ListSearch(table={"q?": many})
     fake_model.enqueue("Answer: x [1]")
-    run(fake_model, search, question="q?", context_tokens=120, multi=False)
+    run(fake_model, search, question="q?", context_tokens=120, multi=False, judging=ONE_LOOK)
     prompt = fake_model.history[0][0][1].content
     assert "[2] T1" in prompt and "[3] T2" not in prompt
 
@@ -281,8 +283,8 @@ def test_three_sources_are_shown_unless_the_setting_says_otherwise(fake_model):
     search = ListSearch(table={"Who painted The Night Watch?": results})
     fake_model.enqueue("Answer: unknown", "Answer: unknown")
     default, five = (
-        final(run(fake_model, search, multi=False)),
-        final(run(fake_model, search, multi=False, shown_sources=5)),
+        final(run(fake_model, search, multi=False, judging=ONE_LOOK)),
+        final(run(fake_model, search, multi=False, shown_sources=5, judging=ONE_LOOK)),
     )
     assert default.shown == [1, 2, 3] and five.shown == [1, 2, 3, 4, 5]
     prompts = [call[0][1].content for call in fake_model.history]

@@ -45,11 +45,22 @@ class Usage:
 
 
 @dataclass
+class TokenLogprob:
+    """One generated token: its text (bytes of a character split over tokens go to the token that completes it)
+    and its log-probability under the model, taken from the distribution it was chosen from (≤ 0)."""
+
+    text: str
+    logprob: float
+
+
+@dataclass
 class Completion:
     """The end of one generation: the text, any parsed tool calls, tokens and timings.
 
     `tool_error` is set when the model tried to call a tool but the call could not be parsed; the loop shows it
-    to the model as an observation.
+    to the model as an observation. `logprobs` holds each generated token's log-probability, or None where the
+    backend (or the server behind it) gives none: the answer's confidence then rests on the support check alone
+    (assistant/confidence.py).
     """
 
     text: str
@@ -59,6 +70,7 @@ class Completion:
     prefill_s: float = 0.0
     decode_s: float = 0.0
     tool_error: str | None = None
+    logprobs: list[TokenLogprob] | None = None
 
 
 @dataclass

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from assistant.errors import AssistantError, BadInput, MissingExtra
-from assistant.models.base import Completion, GenerationOptions, Message, Usage
+from assistant.models.base import Completion, GenerationOptions, Message, TokenLogprob, Usage
 from assistant.models.special import Piece, split_prompt
 from assistant.models.toolcalls import prepare, stream_with_tools
 
@@ -232,6 +232,7 @@ class TransformersBackend:
         if options.temperature > 0 and options.seed is not None:
             generator = torch.Generator(device=self.model.device).manual_seed(options.seed)
         out_ids: list[int] = []
+        scored: list[TokenLogprob] = []  # each token's text and log-probability, from the logits it was picked from
         emitted, finish, cut_at_stop = "", "length", False
         start = time.perf_counter()
         first = start
@@ -241,7 +242,8 @@ class TransformersBackend:
             for step in range(max_new):
                 out = self.model(input_ids=inputs, past_key_values=past, use_cache=True, **self._last_only)
                 past = out.past_key_values
-                token = self._pick(out.logits[0, -1], options.temperature, generator)
+                logits = out.logits[0, -1]
+                token = self._pick(logits, options.temperature, generator)
                 if step == 0:
                     first = time.perf_counter()
                 if token in self._eos:
@@ -249,6 +251,8 @@ class TransformersBackend:
                     break
                 out_ids.append(token)
                 text = self.tokenizer.decode(out_ids, skip_special_tokens=True)
+                logprob = float(torch.log_softmax(logits.float(), dim=-1)[token])
+                scored.append(TokenLogprob(text[sum(len(t.text) for t in scored) :], logprob))
                 cut = min((i for i in (text.find(s) for s in options.stop if s) if i >= 0), default=-1)
                 if cut >= 0:
                     if cut > len(emitted):
@@ -266,7 +270,9 @@ class TransformersBackend:
                 yield text[len(emitted) :]
         end = time.perf_counter()
         usage = Usage(prompt_tokens=len(ids), completion_tokens=len(out_ids))
-        yield Completion(text="", usage=usage, finish_reason=finish, prefill_s=first - start, decode_s=end - first)
+        yield Completion(
+            text="", usage=usage, finish_reason=finish, prefill_s=first - start, decode_s=end - first, logprobs=scored
+        )
 
     def _pick(self, logits: Any, temperature: float, generator: Any) -> int:
         if temperature <= 0:

@@ -4,11 +4,13 @@ The chat format comes from the GGUF's own template (`tokenizer.chat_template`); 
 files that lack one. Prompts are rendered and tokenized here, so prompt-token counts are exact and the KV cache
 is reused across steps that share a prefix. Only the template's own text is parsed for special tokens; message
 content never is (see `assistant.models.special`), so a page cannot write `<|im_end|>` and end a turn.
-JSON-schema constraints become llama.cpp grammars.
+JSON-schema constraints become llama.cpp grammars. Each generated token's log-probability is taken at sampling
+time (`TokenScores`), so an answer's confidence costs no extra memory or prefill.
 """
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import time
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from assistant.errors import AssistantError, BadInput, MissingExtra
-from assistant.models.base import Completion, GenerationOptions, Message, Usage
+from assistant.models.base import Completion, GenerationOptions, Message, TokenLogprob, Usage
 from assistant.models.special import Piece, split_prompt
 from assistant.models.toolcalls import prepare, stream_with_tools
 
@@ -42,6 +44,30 @@ def _import_llama() -> Any:
     except ImportError:
         raise MissingExtra("llama-cpp-python", "llama-cpp") from None
     return llama_cpp
+
+
+class TokenScores:
+    """A logits processor that keeps the log-probability of each token llama.cpp samples.
+
+    It sees the logits of every step over the whole vocabulary, before grammar and sampler, and learns the token
+    chosen at a step when the next step comes (it is then the last token evaluated). One step's logits are held
+    at a time: llama-cpp-python's own `logprobs` needs `logits_all=True`, which keeps n_ctx x vocab floats (about
+    2.5 GB for Qwen at 4,096) and slows prefill. The last token sampled is never evaluated, so its probability is
+    not known: it is the end-of-turn token, or one cut by a stop string or max_tokens."""
+
+    def __init__(self) -> None:
+        self.tokens: list[tuple[int, float]] = []  # (token id, log-probability), in the order generated
+        self._pending: Any = None  # the logits of the step whose token is not known yet
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import numpy as np
+
+        if self._pending is not None:
+            logits, self._pending = self._pending, None
+            token, top = int(input_ids[-1]), logits.max()
+            self.tokens.append((token, float(logits[token] - top - np.log(np.exp(logits - top).sum()))))
+        self._pending = np.array(scores, dtype=np.float64)  # a copy: llama.cpp reuses its buffer
+        return scores
 
 
 class LlamaCppBackend:
@@ -146,6 +172,9 @@ class LlamaCppBackend:
                 grammar = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
             except Exception as e:  # llama.cpp's converter raises plain exceptions for unsupported schemas
                 raise AssistantError(f"the JSON schema cannot be turned into a grammar: {e}") from None
+        from llama_cpp import LogitsProcessorList
+
+        scores = TokenScores()
         start = time.perf_counter()
         first: float | None = None
         finish, produced = "stop", 0
@@ -157,6 +186,7 @@ class LlamaCppBackend:
             grammar=grammar,
             stream=True,
             seed=options.seed if options.seed is not None else 0,
+            logits_processor=LogitsProcessorList([scores]),
         ):
             choice = chunk["choices"][0]
             if first is None:
@@ -174,7 +204,13 @@ class LlamaCppBackend:
             finish_reason=finish,
             prefill_s=first - start,
             decode_s=end - first,
+            logprobs=self._token_logprobs(scores.tokens),
         )
+
+    def _token_logprobs(self, tokens: list[tuple[int, float]]) -> list[TokenLogprob]:
+        """The scored tokens with their text (a character split over tokens goes to the one that completes it)."""
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        return [TokenLogprob(decoder.decode(self.llm.detokenize([token])), logprob) for token, logprob in tokens]
 
     def close(self) -> None:
         """Free the model."""

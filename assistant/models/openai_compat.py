@@ -24,6 +24,10 @@ Token counts (the loop's budgets ask for dozens per question) come from a local 
 one is known, a GGUF of the served model (`tokenizer=`; `load_model` passes the preset's file when it is
 here), else from the server's tokenize endpoint, each distinct text asked once and kept in an LRU cache.
 
+Token log-probabilities (an answer's confidence, assistant/confidence.py) are asked for with `logprobs: true`;
+a server that does not send them gives a Completion without them, and one that refuses the field is asked again
+without it, once, and never again.
+
 JSON schemas are sent as OpenAI's `{"type": "json_schema", ...}`. llama-cpp-python only knows
 `{"type": "json_object", "schema": ...}` and answers the other with HTTP 500, so after any refusal of a
 request that carried a schema the backend retries once in that form and, if it is accepted, keeps using it.
@@ -41,7 +45,7 @@ from typing import Any
 import httpx
 
 from assistant.errors import AssistantError
-from assistant.models.base import Completion, GenerationOptions, Message, ToolCall, Usage
+from assistant.models.base import Completion, GenerationOptions, Message, TokenLogprob, ToolCall, Usage
 from assistant.models.special import neutralise
 from assistant.models.toolcalls import parse_tool_calls, prepare, stream_with_tools, tool_names
 
@@ -136,6 +140,7 @@ class OpenAIBackend:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.client = httpx.Client(headers=headers, timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)))
         self._schema_form = "json_schema"  # becomes "json_object" once a server refuses the OpenAI form
+        self._logprobs = True  # becomes False once a server refuses `logprobs`
         self._tokenize_routes = list(_TOKENIZE_ROUTES)  # narrowed to the one that works, or to none
         self._vocab = _load_vocab(tokenizer) if tokenizer else None
         self.counts_tokens_locally = self._vocab is not None  # else the server counts, once per distinct text
@@ -191,6 +196,8 @@ class OpenAIBackend:
             "max_tokens": options.max_tokens,
             "temperature": options.temperature,
         }
+        if self._logprobs:
+            body["logprobs"] = True
         if options.stop:
             body["stop"] = options.stop
         if options.seed is not None:
@@ -222,6 +229,7 @@ class OpenAIBackend:
         parts: list[str] = []
         slots: dict[int, dict[str, str]] = {}
         usage: Usage | None = None
+        logprobs: list[TokenLogprob] | None = None  # stays None when the server sends none
         finish, deltas = "stop", 0
         for chunk in self._events(body):
             if chunk.get("usage"):
@@ -243,6 +251,9 @@ class OpenAIBackend:
                     slot["name"] = slot["name"] or fn.get("name") or ""
                     slot["arguments"] += fn.get("arguments") or ""
                 finish = choice.get("finish_reason") or finish
+                scored = (choice.get("logprobs") or {}).get("content") or []
+                if scored:
+                    logprobs = (logprobs or []) + [TokenLogprob(t["token"], float(t["logprob"])) for t in scored]
         end = time.perf_counter()
         first = first or end
         if slots:
@@ -259,6 +270,7 @@ class OpenAIBackend:
             finish_reason=finish,
             prefill_s=first - start,
             decode_s=end - first,
+            logprobs=logprobs,
         )
 
     @staticmethod
@@ -281,16 +293,15 @@ class OpenAIBackend:
                 with self.client.stream("POST", url, json=body) as response:
                     if response.is_error:
                         response.read()
-                        fmt = body.get("response_format", {})
-                        if attempt == 0 and fmt.get("type") == "json_schema":
-                            body["response_format"] = self._response_format(fmt["json_schema"]["schema"], "json_object")
+                        if attempt == 0 and response.status_code not in (401, 403) and self._retry_form(body, response):
                             continue
                         hint = "check the API key" if response.status_code in (401, 403) else "see the server's log"
                         raise AssistantError(
                             f"{url} answered HTTP {response.status_code}: {_error_message(response)} — {hint}"
                         )
-                    if attempt == 1:
-                        self._schema_form = "json_object"
+                    if attempt == 1:  # the form the server accepted is kept for the next requests
+                        self._schema_form = body.get("response_format", {}).get("type", self._schema_form)
+                        self._logprobs = "logprobs" in body
                     yield from self._sse(response, url)
                     return
         except httpx.ConnectError:
@@ -303,6 +314,19 @@ class OpenAIBackend:
             raise AssistantError(
                 f"the connection to {url} broke ({e or type(e).__name__}) — did the server crash? see its log"
             ) from None
+
+    def _retry_form(self, body: dict[str, Any], response: httpx.Response) -> bool:
+        """Change a refused request to the forms some servers need (a schema as `json_object`, no `logprobs`);
+        whether there was anything to change. `logprobs` is dropped when the server names it, or when nothing
+        else is left to blame."""
+        fmt = body.get("response_format", {})
+        changed = fmt.get("type") == "json_schema"
+        if changed:
+            body["response_format"] = self._response_format(fmt["json_schema"]["schema"], "json_object")
+        if body.get("logprobs") and (not changed or "logprob" in response.text):
+            del body["logprobs"]
+            changed = True
+        return changed
 
     @staticmethod
     def _sse(response: httpx.Response, url: str) -> Iterator[dict[str, Any]]:

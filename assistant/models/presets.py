@@ -46,6 +46,7 @@ class Preset:
     tool_calling: bool = True
     copies_examples: bool = False  # repeats a prompt's example answer: show the format without one
     fallback: bool = False  # the default only when no other preset is present; `ask` says so when it answers
+    confidence_threshold: float | None = None  # measured on HotpotQA dev (evals/confidence.py); None: the default
 
 
 PRESETS: dict[str, Preset] = {

@@ -1,0 +1,63 @@
+"""A short answer in its source's own form: "Bogota" → "Bogotá" when a shown source writes "Bogotá".
+
+Small models drop accents, change case and punctuation when they copy a name. When the answer's words are, word
+for word, a run of a source's words up to case, accents (compatibility forms too) and punctuation between
+words, the answer becomes that run as the source writes it. Nothing else counts: a transliteration ("moskva" for
+"Москва") or a translation is not the same words, and an answer found nowhere stays as the model wrote it; nor
+are capitals the source lacks taken away ("The Humber" stays, though the source says "the Humber").
+
+    python -m assistant.spans "bogota" "Bogotá, officially Bogotá, Distrito Capital"    # prints Bogotá
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import unicodedata
+from collections.abc import Sequence
+
+_WORD = re.compile(r"\w+")
+
+
+def _fold(word: str) -> str:
+    """A word without case or accents: "Bogotá", "BOGOTA" and "bogota" fold alike; "Москва" stays Cyrillic."""
+    decomposed = unicodedata.normalize("NFKD", word)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
+def source_form(answer: str, texts: Sequence[str]) -> str:
+    """`answer` as the first of `texts` that holds its words writes them, else `answer` unchanged. The source's
+    words must follow one another with at most 3 characters between them on one line ("St. Petersburg",
+    "Jean-Paul"), and only the words are replaced: an answer's own characters around them ("Bogota!") stay."""
+    mine = list(_WORD.finditer(answer))
+    words = [_fold(m.group()) for m in mine]
+    if not words:
+        return answer
+    for text in texts:
+        found = list(_WORD.finditer(text))
+        folded = [_fold(m.group()) for m in found]
+        for i in range(len(found) - len(words) + 1):
+            run = found[i : i + len(words)]
+            if folded[i : i + len(words)] == words and all(
+                _joins(text[a.end() : b.start()]) for a, b in zip(run, run[1:], strict=False)
+            ):
+                theirs, ours = text[run[0].start() : run[-1].end()], answer[mine[0].start() : mine[-1].end()]
+                if _capitalized(ours, theirs):
+                    return answer
+                return answer[: mine[0].start()] + theirs + answer[mine[-1].end() :]
+    return answer
+
+
+def _capitalized(ours: str, theirs: str) -> bool:
+    """Whether the answer differs from the source only by capitals the source lacks ("The Humber" for "the
+    Humber" mid-sentence): the answer's own capitals are kept."""
+    return ours.casefold() == theirs.casefold() and sum(map(str.isupper, ours)) > sum(map(str.isupper, theirs))
+
+
+def _joins(between: str) -> bool:
+    """Whether what lies between two words of a source keeps them one phrase."""
+    return len(between) <= 3 and "\n" not in between
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(source_form(sys.argv[1], sys.argv[2:]))

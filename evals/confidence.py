@@ -1,0 +1,257 @@
+"""Confidence in an eval run: how well it tells right answers from wrong ones, and which threshold to use.
+
+For the rows of one mode (default `search`) of an `assistant eval` run, it prints:
+
+- AUROC of the confidence for correctness (EM), with a 95% bootstrap interval (2000 resamples of questions,
+  seed 0): the chance that a right answer is more confident than a wrong one;
+- a risk-coverage table: as the threshold moves, the share of questions answered unflagged (coverage) and the
+  accuracy of those answers, and at each threshold the answers given (correct, confidently wrong: wrong and not
+  flagged) and flagged (abstained; of them, right);
+- with `--choose`, the threshold by the rule below; and writes the risk-coverage plot (`--plot`, default
+  DIR/confidence.png).
+
+Each row keeps every look the loop took (`looks`: short answer, confidence, EM). A run made with
+`--confidence-threshold 1.0` took a second look at every question, so a lower threshold is replayed exactly as the
+loop would have answered with it: the first look when it reaches the threshold, else the more confident of the
+two. For a run made with threshold T, thresholds up to T replay exactly; above T, a question whose first look
+reached T had no second look to replay and keeps its first.
+
+The rule (`choose`): the lowest threshold at which at most half the wrong answers go unflagged (the issue's
+goal: confidently wrong at most half of all wrong), which flags as few right answers as that allows; where that
+leaves fewer than `min_answered` (30%) of questions answered unflagged, the highest threshold that keeps them.
+Choose on one dataset (HotpotQA dev) and report on another (wiki-dev300), so the reported trade-off is not fitted.
+
+    python -m assistant.evals.confidence runs/hotpot100-smol --choose          # pick a threshold
+    python -m assistant.evals.confidence runs/tqa300-smol --threshold 0.42     # report at it
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+BOOTSTRAP = {"samples": 2000, "seed": 0}
+TABLE_THRESHOLDS = tuple(round(0.1 * i, 1) for i in range(11))
+
+
+@dataclass
+class Outcome:
+    """One question at a threshold: the confidence of the answer the loop gives, and whether it is right."""
+
+    confidence: float
+    correct: bool
+
+
+@dataclass
+class AtThreshold:
+    """What a threshold does to a run's answers (counts of questions)."""
+
+    threshold: float
+    questions: int
+    answered: int  # not flagged
+    correct: int  # not flagged and right
+    confidently_wrong: int  # not flagged and wrong
+    abstained: int  # flagged uncertain
+    flagged_right: int  # flagged, though right
+    wrong: int  # wrong, flagged or not
+
+    @property
+    def coverage(self) -> float:
+        """Share of questions answered unflagged."""
+        return self.answered / self.questions if self.questions else 0.0
+
+    @property
+    def accuracy(self) -> float | None:
+        """Accuracy of the answers given unflagged."""
+        return self.correct / self.answered if self.answered else None
+
+
+def replay(row: dict[str, Any], threshold: float) -> Outcome:
+    """The answer the loop gives `row`'s question at `threshold`, from the looks the row recorded."""
+    looks = row.get("looks") or []
+    if not looks:
+        return Outcome(float(row["confidence"]), bool(row["em"]))
+    first = looks[0]
+    chosen = first
+    if first["confidence"] < threshold:
+        for look in looks[1:]:
+            chosen = look if look["confidence"] > chosen["confidence"] else chosen
+    return Outcome(float(chosen["confidence"]), bool(chosen["em"]))
+
+
+def at_threshold(rows: Sequence[dict[str, Any]], threshold: float) -> AtThreshold:
+    """The counts at `threshold`, each question's answer replayed (`replay`)."""
+    outcomes = [replay(r, threshold) for r in rows]
+    kept = [o for o in outcomes if o.confidence >= threshold]
+    flagged = [o for o in outcomes if o.confidence < threshold]
+    return AtThreshold(
+        threshold=threshold,
+        questions=len(outcomes),
+        answered=len(kept),
+        correct=sum(o.correct for o in kept),
+        confidently_wrong=sum(not o.correct for o in kept),
+        abstained=len(flagged),
+        flagged_right=sum(o.correct for o in flagged),
+        wrong=sum(not o.correct for o in outcomes),
+    )
+
+
+def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float | None:
+    """The area under the ROC curve of `scores` for `labels` (Mann-Whitney U, ties counted half); None when
+    one class is empty."""
+    right = [s for s, y in zip(scores, labels, strict=True) if y]
+    wrong = [s for s, y in zip(scores, labels, strict=True) if not y]
+    if not right or not wrong:
+        return None
+    import numpy as np
+
+    r, w = np.asarray(right)[:, None], np.asarray(wrong)[None, :]
+    return float(((r > w).sum() + 0.5 * (r == w).sum()) / (len(right) * len(wrong)))
+
+
+def auroc_interval(scores: Sequence[float], labels: Sequence[bool]) -> dict[str, float | int | None]:
+    """AUROC with its 95% percentile interval from resampling questions (resamples with one class are skipped)."""
+    import numpy as np
+
+    point = auroc(scores, labels)
+    rng = np.random.default_rng(BOOTSTRAP["seed"])
+    n = len(scores)
+    values = []
+    for _ in range(BOOTSTRAP["samples"] if point is not None else 0):
+        pick = rng.integers(0, n, size=n)
+        value = auroc([scores[i] for i in pick], [labels[i] for i in pick])
+        if value is not None:
+            values.append(value)
+    low, high = (float(v) for v in np.percentile(values, [2.5, 97.5])) if values else (None, None)
+    return {"auroc": point, "low": low, "high": high, "n": n}
+
+
+def choose(rows: Sequence[dict[str, Any]], min_answered: float = 0.3) -> float:
+    """The threshold by the module's rule, on a grid of hundredths."""
+    grid = [i / 100 for i in range(101)]
+    counts = [at_threshold(rows, t) for t in grid]
+    keeps = [c for c in counts if c.coverage >= min_answered]
+    for c in counts:
+        if 2 * c.confidently_wrong <= c.wrong:
+            return c.threshold if c.coverage >= min_answered or not keeps else keeps[-1].threshold
+    return keeps[-1].threshold if keeps else 0.0
+
+
+def summary(rows: Sequence[dict[str, Any]], threshold: float) -> dict[str, Any]:
+    """AUROC (of the answers given at `threshold`), the counts at `threshold` and the risk-coverage table."""
+    outcomes = [replay(r, threshold) for r in rows]
+    here = at_threshold(rows, threshold)
+    return {
+        "threshold": threshold,
+        **auroc_interval([o.confidence for o in outcomes], [o.correct for o in outcomes]),
+        "at_threshold": {**asdict(here), "coverage": round(100 * here.coverage, 1)},
+        "risk_coverage": [_line(at_threshold(rows, t)) for t in sorted({*TABLE_THRESHOLDS, threshold})],
+    }
+
+
+def _line(c: AtThreshold) -> dict[str, Any]:
+    accuracy = c.accuracy
+    return {
+        "threshold": c.threshold,
+        "coverage": round(100 * c.coverage, 1),
+        "accuracy": None if accuracy is None else round(100 * accuracy, 1),
+        "answered": c.answered,
+        "correct": c.correct,
+        "confidently_wrong": c.confidently_wrong,
+        "abstained": c.abstained,
+        "flagged_right": c.flagged_right,
+    }
+
+
+def markdown(s: dict[str, Any], title: str = "") -> str:
+    """The summary as Markdown: the AUROC line, the counts at the threshold, the risk-coverage table."""
+    a = s["at_threshold"]
+    interval = "—" if s["auroc"] is None else f"{s['auroc']:.3f} [{s['low']:.3f}, {s['high']:.3f}]"
+    lines = [
+        *([title, ""] if title else []),
+        f"AUROC of confidence for correctness (EM): {interval} over {s['n']} questions "
+        f"(95% bootstrap interval, {BOOTSTRAP['samples']} resamples, seed {BOOTSTRAP['seed']}).",
+        "",
+        f"At the threshold {s['threshold']:.2f}: {a['answered']} answered ({a['coverage']}%), {a['correct']} "
+        f"correct, {a['confidently_wrong']} confidently wrong (of {a['wrong']} wrong), {a['abstained']} abstained "
+        f"(flagged uncertain), of them {a['flagged_right']} right.",
+        "",
+        "| threshold | coverage | accuracy of answered | answered | correct | confidently wrong | abstained | "
+        "flagged but right |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in s["risk_coverage"]:
+        accuracy = "—" if r["accuracy"] is None else f"{r['accuracy']:.1f}"
+        mark = " (in force)" if r["threshold"] == s["threshold"] else ""
+        lines.append(
+            f"| {r['threshold']:.2f}{mark} | {r['coverage']:.1f} | {accuracy} | {r['answered']} | {r['correct']} | "
+            f"{r['confidently_wrong']} | {r['abstained']} | {r['flagged_right']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: Sequence[dict[str, Any]], threshold: float, path: Path, title: str = "") -> None:
+    """The risk-coverage curve: accuracy of the answers given against the share of questions answered, as the
+    threshold moves; the threshold in force is marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = [at_threshold(rows, i / 100) for i in range(101)]
+    points = [(100 * c.coverage, 100 * c.accuracy) for c in counts if c.accuracy is not None]
+    here = at_threshold(rows, threshold)
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    ax.plot([x for x, _ in points], [y for _, y in points], drawstyle="steps-post", color="C0")
+    if here.accuracy is not None:
+        ax.scatter([100 * here.coverage], [100 * here.accuracy], color="C3", zorder=3, label=f"threshold {threshold}")
+        ax.legend(frameon=False, loc="upper right")
+    ax.set_xlabel("questions answered unflagged (%)")
+    ax.set_ylabel("accuracy of the answers given (EM, %)")
+    ax.set_xlim(0, 100)
+    ax.set_ylim(0, 100)
+    ax.set_title(title or "risk-coverage", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def read_rows(folder: Path, mode: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The rows of `mode` that carry a confidence, and the run's run.json."""
+    config = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+    lines = (folder / "results.jsonl").read_text(encoding="utf-8").splitlines()
+    rows = [json.loads(line) for line in lines if line.strip()]
+    return [r for r in rows if r.get("mode") == mode and not r.get("error") and r.get("confidence") is not None], config
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m assistant.evals.confidence", description=__doc__.split("\n")[0])
+    parser.add_argument("folder", type=Path, help="the --out folder of an `assistant eval` run")
+    parser.add_argument("--mode", default="search", help="which mode's rows (default: search)")
+    parser.add_argument("--threshold", type=float, help="report at this threshold (default: the run's)")
+    parser.add_argument("--choose", action="store_true", help="choose the threshold by the rule, and report at it")
+    parser.add_argument("--min-answered", type=float, default=0.3, help="share to keep answered unflagged (0.3)")
+    parser.add_argument("--plot", type=Path, help="where to write the plot (default: FOLDER/confidence.png)")
+    args = parser.parse_args(argv)
+    rows, config = read_rows(args.folder, args.mode)
+    if not rows:
+        sys.exit(f"error: no {args.mode} rows with a confidence in {args.folder / 'results.jsonl'}")
+    threshold = args.threshold if args.threshold is not None else float(config.get("confidence_threshold") or 0.5)
+    if args.choose:
+        threshold = choose(rows, args.min_answered)
+        print(
+            f"chosen threshold: {threshold:.2f} (rule: evals/confidence.py `choose`, min answered {args.min_answered})"
+        )
+    dataset = Path(str(config.get("dataset", "?"))).name
+    title = f"{dataset} · {config.get('model')} · {args.mode} · code {config.get('code')}"
+    print(markdown(summary(rows, threshold), f"## {title}"), end="")
+    plot(rows, threshold, args.plot or args.folder / "confidence.png", title)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main(sys.argv[1:])

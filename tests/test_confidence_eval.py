@@ -1,0 +1,86 @@
+"""The confidence side of evals: rows carry it, looks replay any threshold, AUROC, the threshold rule, the report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from assistant.cli import app
+from assistant.evals.confidence import at_threshold, auroc, auroc_interval, choose, main, replay
+from tests.conftest import FakeModel
+
+
+def row(first: float, first_em: float, second: float | None = None, second_em: float = 0.0) -> dict[str, Any]:
+    looks = [{"confidence": first, "em": first_em}]
+    looks += [] if second is None else [{"confidence": second, "em": second_em}]
+    return {"mode": "search", "confidence": first, "em": first_em, "looks": looks}
+
+
+def test_a_threshold_replays_the_answer_the_loop_would_give() -> None:
+    r = row(0.4, 0.0, 0.8, 1.0)
+    assert (replay(r, 0.3).confidence, replay(r, 0.3).correct) == (0.4, False), "the first look reaches it"
+    assert (replay(r, 0.5).confidence, replay(r, 0.5).correct) == (0.8, True), "else the more confident look"
+    assert replay(row(0.4, 1.0, 0.2, 0.0), 0.5).correct, "a less confident second look is not taken"
+
+
+def test_counts_at_a_threshold() -> None:
+    rows = [row(0.9, 1.0), row(0.8, 0.0), row(0.3, 1.0), row(0.2, 0.0)]
+    c = at_threshold(rows, 0.5)
+    assert (c.answered, c.correct, c.confidently_wrong, c.abstained, c.flagged_right, c.wrong) == (2, 1, 1, 2, 1, 2)
+    assert c.coverage == 0.5 and c.accuracy == 0.5
+
+
+def test_auroc_is_the_chance_a_right_answer_is_more_confident_than_a_wrong_one() -> None:
+    assert auroc([0.9, 0.8, 0.1, 0.2], [True, True, False, False]) == 1.0
+    assert auroc([0.1, 0.2, 0.9, 0.8], [True, True, False, False]) == 0.0
+    assert auroc([0.5, 0.5], [True, False]) == 0.5 and auroc([0.5], [True]) is None
+    interval = auroc_interval([0.9, 0.8, 0.7, 0.3, 0.2, 0.6], [True, True, False, False, False, True])
+    assert interval["low"] is not None and interval["low"] <= interval["auroc"] <= interval["high"]
+
+
+def test_the_rule_flags_half_the_wrong_answers_with_as_few_right_ones_as_it_can() -> None:
+    rows = [row(0.9, 1.0), row(0.85, 1.0), row(0.7, 0.0), row(0.6, 0.0), row(0.4, 0.0), row(0.3, 1.0)]
+    t = choose(rows)
+    c = at_threshold(rows, t)
+    assert 2 * c.confidently_wrong <= c.wrong and t == 0.61, (t, c)
+    assert choose(rows, min_answered=0.9) == 0.3, "kept answered: the highest threshold that keeps 90%"
+
+
+def test_eval_rows_carry_confidence_and_the_report_its_table(loaded_model: FakeModel, index: Path, tmp_path: Path):
+    data = tmp_path / "qa.jsonl"
+    data.write_text(json.dumps({"question": "What is the capital of Colombia?", "answers": ["Bogotá"]}) + "\n")
+    loaded_model.enqueue("Answer: Bogota [1]", probability=0.5)  # supported: 0.75; in the source's form
+    out = tmp_path / "run"
+    args = ["eval", str(data), "--mode", "search", "--out", str(out), "--model", "smollm2-135m"]
+    result = CliRunner().invoke(
+        app, [*args, "--search", "local", "--index", str(index), "--confidence-threshold", "0.7"]
+    )
+    assert result.exit_code == 0, result.output
+    (r,) = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert (r["prediction"], r["em"], r["confidence"], r["uncertain"]) == ("Bogotá", 1.0, 0.75, False), r
+    assert r["looks"] == [
+        {
+            "short_answer": "Bogotá",
+            "confidence": 0.75,
+            "token_probability": 0.5,
+            "supported": True,
+            "em": 1.0,
+            "f1": 1.0,
+        }
+    ]
+    assert json.loads((out / "run.json").read_text())["confidence_threshold"] == 0.7
+    assert "Confidence, search" in (out / "report.md").read_text()
+
+
+def test_the_script_prints_the_tables_and_writes_the_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    rows = [row(0.9, 1.0), row(0.8, 0.0, 0.95, 1.0), row(0.3, 1.0), row(0.2, 0.0)]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "run.json").write_text(json.dumps({"confidence_threshold": 1.0, "model": "m", "dataset": "d"}))
+    main([str(tmp_path), "--choose"])
+    printed = capsys.readouterr().out
+    assert "chosen threshold" in printed and "| threshold | coverage |" in printed and "AUROC" in printed
+    assert (tmp_path / "confidence.png").stat().st_size > 1000
