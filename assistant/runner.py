@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from assistant.errors import BadInput
@@ -91,13 +91,16 @@ class Assistant:
         history: Sequence[Turn] = (),
         lang: str | None = None,
         route: Route | None = None,
+        instructions: str = "",
+        max_tokens: int | None = None,
     ) -> Iterator[Event]:
         """Answer one question down its route; the Answer records `lang`, `lang_confidence` and `route`.
 
         `search=False` answers closed-book with the same model, `multi=False` searches once and answers (naive
         retrieve-then-answer), None follows the settings. `history`: a chat's earlier turns, oldest first (the
         newest that fit the window are shown to the model). `route`: the route to take (default: the router's
-        choice for the question, with `lang` overriding detection)."""
+        choice for the question, with `lang` overriding detection). `instructions`: an application's own, after the
+        answering system prompts (prompting.Prompts); `max_tokens`: a lower cap on each answer than the settings'."""
         question = " ".join(question.split())
         if not question:
             raise BadInput('the question is empty — pass a question, e.g. assistant ask "Who painted X?"')
@@ -107,6 +110,7 @@ class Assistant:
         else:
             detection = Detection(route.language, 1.0, forced=True)
         spec, model, load, notes = self._model(route)
+        prompts = replace(route.prompts, instructions=instructions) if instructions else route.prompts
         chain = self._search(route.region) if search else None
         # pages are ranked against the standalone query: a follow-up needs its context
         ctx = self._context(standalone_query(question, history), chain, model) if chain else None
@@ -116,12 +120,12 @@ class Assistant:
             model,
             ctx,
             default_tools(),
-            prompts=route.prompts,
+            prompts=prompts,
             max_steps=s.max_steps,
             multi=self.multi_step(spec, model) if multi is None else multi,
             context_tokens=s.context_tokens,
             shown_sources=s.shown_sources,
-            max_tokens=s.max_tokens,
+            max_tokens=min(max_tokens or s.max_tokens, s.max_tokens),
             temperature=s.temperature,
             load_seconds=load,
             example=not (spec.preset and spec.preset.copies_examples),
