@@ -375,7 +375,7 @@ def test_requests_wait_in_line_for_a_local_model_and_leave_it_when_they_go() -> 
 
 def test_openai_backend_answers_in_parallel_up_to_the_limit(index: Path) -> None:
     with ScriptedServer(delay=0.6).running() as upstream:
-        settings = {"backend": "openai", "base_url": upstream.url, "model": "scripted"}
+        settings: dict[str, Any] = {"backend": "openai", "base_url": upstream.url, "model": "scripted"}
         assistants = [assistant_with(None, index, **settings) for _ in range(3)]
         with serving(assistants) as url:
             replies: list[Any] = []
@@ -400,7 +400,7 @@ def test_openai_backend_answers_in_parallel_up_to_the_limit(index: Path) -> None
 def test_a_stream_cut_mid_answer_closes_the_upstream_connection(index: Path) -> None:
     reply = " ".join(f"w{i}" for i in range(200))
     with ScriptedServer(delay=0.0, reply=reply, token_delay=0.02).running() as upstream:
-        settings = {"backend": "openai", "base_url": upstream.url, "model": "scripted"}
+        settings: dict[str, Any] = {"backend": "openai", "base_url": upstream.url, "model": "scripted"}
         with serving([assistant_with(None, **settings)]) as url, httpx.Client(timeout=30) as http:
             with _open_stream(http, url) as response:
                 for line in response.iter_lines():
