@@ -411,6 +411,25 @@ def test_a_stream_cut_mid_answer_closes_the_upstream_connection(index: Path) -> 
     assert upstream.answered == 0
 
 
+def test_a_model_server_that_is_down_is_a_500_or_an_error_event_saying_so(index: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        nowhere = f"http://127.0.0.1:{s.getsockname()[1]}/v1"  # bound, then closed: nothing listens
+    settings: dict[str, Any] = {"backend": "openai", "base_url": nowhere, "model": "scripted"}
+    with serving([assistant_with(None, index, **settings)]) as url:
+        with pytest.raises(openai.InternalServerError, match="cannot connect"):
+            client(url).chat.completions.create(
+                model="search-assistant", messages=[{"role": "user", "content": QUESTION}]
+            )
+        with pytest.raises(openai.APIError, match="cannot connect"):
+            list(
+                client(url).chat.completions.create(
+                    model="search-assistant", messages=[{"role": "user", "content": QUESTION}], stream=True
+                )
+            )
+        wait_for(lambda: health(url) == {"status": "ok", "queue": 0, "running": 0, "slots": 1})
+
+
 # --- the reply's text, read back ------------------------------------------------------------------------------
 
 
