@@ -89,7 +89,9 @@ def create_app(pool: Pool, key: str | None = None, keepalive: float = KEEPALIVE_
             headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
             return StreamingResponse(events, media_type="text/event-stream", headers=headers)
         answer = await _unless_gone(request, _final(start))
-        return Response(status_code=499) if answer is None else JSONResponse(reply.completion(answer))
+        if answer is None:  # the client left: nobody reads this (499 is nginx's "client closed request")
+            return Response(status_code=499)
+        return JSONResponse(reply.completion(answer))
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, e: ApiError) -> JSONResponse:
