@@ -1,4 +1,5 @@
-"""The `assistant` command: ask, models, index, and the commands of cli_runs, cli_chat, cli_config and cli_extract.
+"""The `assistant` command: ask, models, index, and the commands of cli_runs, cli_chat, cli_config, cli_extract and
+cli_serve.
 
 Every option of the commands that answer is also an environment variable (ASSISTANT_*) and a key of config.toml
 (assistant/cli_app.py derives them from the settings); `assistant config` shows where that file lives and what
@@ -22,7 +23,13 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, TaskID, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.progress import Progress as Bar
 
-from assistant import cli_chat, cli_config, cli_extract, cli_runs  # noqa: F401 (each registers its commands on the app)
+from assistant import (  # noqa: F401 (each registers its commands on the app)
+    cli_chat,
+    cli_config,
+    cli_extract,
+    cli_runs,
+    cli_serve,
+)
 from assistant.cli_app import Output, app, err, fails_cleanly, with_output, with_settings
 from assistant.errors import BadInput, Exit
 from assistant.events import Answer

@@ -54,21 +54,34 @@ def load_prompt(name: str) -> str:
 
 
 _ANSWERING = ("answer_example", "answer_format", "closed")  # the prompts that ask for the answer
+_ANSWERING_SYSTEM = ("search", "closed")  # the system prompts of the generations that answer
 
 
 @dataclass(frozen=True)
 class Prompts:
     """The prompts of one route: prompts/<name>.md, or the `## name` sections of prompts/<lang>.md, with
-    `answer_line` (e.g. "Answer in Spanish, …") ending the prompts that ask for the answer."""
+    `answer_line` (e.g. "Answer in Spanish, …") ending the prompts that ask for the answer.
+
+    `instructions`: an application's own (the system message a client of `assistant serve` sent), added after the
+    answering system prompts under prompts/instructions.md, which says they cannot lift the rules above them
+    (search results stay untrusted data)."""
 
     lang: str = "en"
     answer_line: str = ""
+    instructions: str = ""
 
     def text(self, name: str) -> str:
         """The prompt `name` of this route."""
+        text = self._own(name)
+        if self.answer_line and name in _ANSWERING:
+            text = f"{text}\n{self.answer_line}"
+        if self.instructions and name in _ANSWERING_SYSTEM:
+            text = f"{text}\n\n{self._own('instructions')}\n<instructions>\n{self.instructions}\n</instructions>"
+        return text
+
+    def _own(self, name: str) -> str:
         own = language_prompts(self.lang).get(name) if self.lang != "en" else None
-        text = own or load_prompt(name)
-        return f"{text}\n{self.answer_line}" if self.answer_line and name in _ANSWERING else text
+        return own or load_prompt(name)
 
 
 ENGLISH = Prompts()

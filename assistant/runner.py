@@ -93,6 +93,8 @@ class Assistant:
         lang: str | None = None,
         route: Route | None = None,
         show_uncertain: bool | None = None,
+        instructions: str = "",
+        max_tokens: int | None = None,
     ) -> Iterator[Event]:
         """Answer one question down its route; the Answer records `lang`, `lang_confidence` and `route`.
 
@@ -100,7 +102,9 @@ class Assistant:
         retrieve-then-answer), None follows the settings. `history`: a chat's earlier turns, oldest first (the
         newest that fit the window are shown to the model). `route`: the route to take (default: the router's
         choice for the question, with `lang` overriding detection). `show_uncertain=True` keeps an uncertain
-        answer's best candidate whatever the settings say (evals score it); None follows them."""
+        answer's best candidate whatever the settings say (evals score it); None follows them. `instructions`: an
+        application's own, after the answering system prompts (prompting.Prompts); `max_tokens`: a lower cap on
+        each answer than the settings'."""
         question = " ".join(question.split())
         if not question:
             raise BadInput('the question is empty — pass a question, e.g. assistant ask "Who painted X?"')
@@ -112,6 +116,7 @@ class Assistant:
         spec, model, load, notes = self._model(route)
         judging = self.judging(spec)
         judging = judging if show_uncertain is None else replace(judging, show_uncertain=show_uncertain)
+        prompts = replace(route.prompts, instructions=instructions) if instructions else route.prompts
         chain = self._search(route.region) if search else None
         # pages are ranked against the standalone query: a follow-up needs its context
         ctx = self._context(standalone_query(question, history), chain, model) if chain else None
@@ -121,12 +126,12 @@ class Assistant:
             model,
             ctx,
             default_tools(),
-            prompts=route.prompts,
+            prompts=prompts,
             max_steps=s.max_steps,
             multi=self.multi_step(spec, model) if multi is None else multi,
             context_tokens=s.context_tokens,
             shown_sources=s.shown_sources,
-            max_tokens=s.max_tokens,
+            max_tokens=min(max_tokens or s.max_tokens, s.max_tokens),
             temperature=s.temperature,
             load_seconds=load,
             example=not (spec.preset and spec.preset.copies_examples),

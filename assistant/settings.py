@@ -29,7 +29,9 @@ else:  # pragma: no cover
 
 APP = "search-assistant"
 ENV_PREFIX = "ASSISTANT_"
-NOT_SETTINGS = ("ASSISTANT_HOME",)  # read by config_dir() and friends, not a field
+# Read elsewhere, not fields: by config_dir() and friends, and by `assistant serve` (its clients' key, which only
+# that command takes).
+NOT_SETTINGS = ("ASSISTANT_HOME", "ASSISTANT_SERVER_KEY")
 
 
 def _home(kind: str) -> Path:
