@@ -10,11 +10,21 @@ passage holds them. The ceiling is the share of questions with an alias in some 
 No model answers anything, so a run over a few hundred questions takes seconds once the index has vectors
 (`assistant index embed INDEX.db`). It also times one query's embedding and one search of each retriever
 (median milliseconds, on this machine, with whatever else runs on it).
+
+With `--gold QUESTIONS=INDEX` (repeatable) it measures instead where each question's own passage ranks, for
+question files that name it (`gold_passage_id`: XQuAD, TyDi QA in ../shared/data): MRR@5 (1/rank, 0 past 5)
+and hit@3 (what reaches the model: it is shown 3 passages) and hit@5, for each retriever, one row per file.
+`bm25-words` is BM25 as the index worked before per-language text processing (b8bf122: FTS5 unicode61 over the
+words as written, the query's words minus English stop words), rebuilt in memory from the index's passages:
+
+    python -m assistant.evals.retrieval --gold ../shared/data/xquad/ru.questions.jsonl=/tmp/ru.db --limit 100
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import sqlite3
 import statistics
 import time
@@ -25,7 +35,7 @@ from assistant.evals.datasets import load_dataset
 from assistant.evals.scoring import answer_in_context, is_yes_no, normalize_answer
 from assistant.search.base import Retriever
 from assistant.search.embed import load_embedder
-from assistant.search.local import POOL, LocalIndex
+from assistant.search.local import POOL, STOP_WORDS, LocalIndex
 from assistant.search.vectors import Dense
 
 RETRIEVERS: tuple[Retriever, ...] = ("bm25", "dense", "hybrid")
@@ -100,14 +110,108 @@ def measure(dataset: Path, db: Path, ks: list[int], pool: int = POOL, limit: int
     return "\n".join(lines)
 
 
+class WordsBM25:
+    """BM25 over an index's passages as b8bf122 indexed them (FTS5 unicode61 on the words as written) and
+    queried them (`\\w+` words, lower-cased, minus English stop words), in memory: the "before" of the
+    per-language text processing."""
+
+    def __init__(self, db: Path, title_weight: float = 2.0):
+        self.title_weight = title_weight
+        self.con = sqlite3.connect(":memory:")
+        self.con.execute(
+            "CREATE VIRTUAL TABLE f USING fts5(id UNINDEXED, title, text, tokenize='unicode61 remove_diacritics 2')"
+        )
+        source = sqlite3.connect(db.resolve().as_uri() + "?mode=ro", uri=True)
+        try:
+            self.con.executemany("INSERT INTO f VALUES (?, ?, ?)", source.execute("SELECT id, title, text FROM docs"))
+        finally:
+            source.close()
+
+    def ids(self, query: str, n: int) -> list[str]:
+        """The ids of the `n` best passages for `query`."""
+        words = list(dict.fromkeys(re.findall(r"\w+", query.lower())))
+        terms = [w for w in words if w not in STOP_WORDS] or words
+        match = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+        if not match:
+            return []
+        sql = "SELECT id FROM f WHERE f MATCH ? ORDER BY bm25(f, 0.0, ?, 1.0) LIMIT ?"
+        return [r for (r,) in self.con.execute(sql, (match, self.title_weight, n))]
+
+
+def _doc_ids(db: Path) -> dict[str, str]:
+    """Passage id → the id of the record it came from (`ID#k` passages of a split document: ID)."""
+    con = sqlite3.connect(db.resolve().as_uri() + "?mode=ro", uri=True)
+    try:
+        return dict(con.execute("SELECT id, doc_id FROM docs").fetchall())
+    finally:
+        con.close()
+
+
+def gold_rank(found: list[str], gold: str, doc_of: dict[str, str]) -> int | None:
+    """The 1-based rank of the first passage of record `gold` among `found` passage ids (None: not there)."""
+    for rank, pid in enumerate(found, 1):
+        if doc_of.get(pid, pid) == gold:
+            return rank
+    return None
+
+
+def measure_gold(questions: Path, db: Path, limit: int | None = None, depth: int = 5) -> list[str]:
+    """Markdown rows, one per retriever, of where the gold passage of `questions` ranks in the index `db`."""
+    records = [json.loads(line) for line in questions.read_text(encoding="utf-8").splitlines() if line.strip()]
+    records = [r for r in records if r.get("gold_passage_id")][:limit]
+    if not records:
+        raise SystemExit(f"{questions}: no question names its gold_passage_id")
+    doc_of = _doc_ids(db)
+    searches: dict[str, object] = {"bm25-words": WordsBM25(db)}
+    name = LocalIndex(db).meta().get("embedder")
+    retrievers: tuple[Retriever, ...] = RETRIEVERS if name else ("bm25",)
+    embedder = load_embedder(name, threads=1) if name else None
+    for r in retrievers:
+        searches[r] = LocalIndex(db, retriever=r, embedder=embedder)
+    rows = []
+    for label, index in searches.items():
+        ranks = []
+        for record in records:
+            if isinstance(index, WordsBM25):
+                found = index.ids(record["question"], depth)
+            else:
+                found = [p.id for p in index.search(record["question"], depth)]  # type: ignore[attr-defined]
+            ranks.append(gold_rank(found, record["gold_passage_id"], doc_of))
+        n = len(ranks)
+        mrr = sum(1 / r for r in ranks if r) / n
+        hit3, hit5 = (sum(1 for r in ranks if r and r <= k) / n for k in (3, depth))
+        name = f"{questions.parent.name}/{questions.name.split('.')[0]}"
+        rows.append(f"| {name} | {n} | {label} | {mrr:.3f} | {hit3:.3f} | {hit5:.3f} |")
+    return rows
+
+
+GOLD_HEAD = ["| questions | n | retriever | MRR@5 | hit@3 | hit@5 |", "|---|---|---|---|---|---|"]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("dataset", type=Path, help="questions: JSONL {question, answers} or TriviaQA JSON")
-    parser.add_argument("--index", type=Path, required=True, help="a local index with vectors")
+    parser.add_argument("dataset", type=Path, nargs="?", help="questions: JSONL {question, answers} or TriviaQA JSON")
+    parser.add_argument("--index", type=Path, help="a local index with vectors")
+    parser.add_argument(
+        "--gold",
+        action="append",
+        default=[],
+        metavar="QUESTIONS=INDEX",
+        help="where the gold passage ranks: a question file with gold_passage_id and its index (repeatable)",
+    )
     parser.add_argument("--k", default="3,5,10,50", help="the depths to count at, comma-separated")
     parser.add_argument("--pool", type=int, default=POOL, help="candidates each side hands to the fusion")
     parser.add_argument("--limit", type=int, help="only the first N questions")
     args = parser.parse_args(argv)
+    if args.gold:
+        rows = list(GOLD_HEAD)
+        for pair in args.gold:
+            questions, _, db = pair.partition("=")
+            rows += measure_gold(Path(questions), Path(db), args.limit)
+        print("\n".join(rows))
+        return
+    if args.dataset is None or args.index is None:
+        parser.error("give a dataset and --index, or --gold QUESTIONS=INDEX")
     ks = sorted({int(k) for k in args.k.split(",") if k.strip()})
     print(measure(args.dataset, args.index, ks, args.pool, args.limit))
 
