@@ -64,7 +64,7 @@ def answer(
     yield StepStarted(1)
     if ctx is None or search is None:
         completion = yield from generation(model, closed_messages(question, turns, prompts), opts, state)
-        yield state.answer(parse_answer(completion.text, set(), question), [])
+        yield state.answer(parse_answer(completion.text, set(), question, prompts.question_lang), [])
         return
     query = standalone_query(question, history)  # as ToolContext.question in runner.py
     yield from state.call(1, tools["web_search"], {"query": query}, by="policy")
@@ -74,7 +74,7 @@ def answer(
         shown = state.shown(context_tokens, model.count_tokens, shown_sources)
         messages = search_messages(question, shown, state.notes, example, turns, prompts)
         reply = yield from generation(model, messages, opts, state)
-        parsed = parse_answer(reply.text, {s.n for s in shown}, question)
+        parsed = parse_answer(reply.text, {s.n for s in shown}, question, prompts.question_lang)
         if last or supported(parsed.short_answer, question, shown):  # else it earns another search
             yield state.answer(parsed, shown)
             return
