@@ -28,6 +28,7 @@ import re
 import sqlite3
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +37,7 @@ from assistant.evals.scoring import answer_in_context, is_yes_no, normalize_answ
 from assistant.search.base import Retriever
 from assistant.search.embed import load_embedder
 from assistant.search.local import POOL, STOP_WORDS, LocalIndex
-from assistant.search.vectors import Dense
+from assistant.search.vectors import Dense, rrf
 
 RETRIEVERS: tuple[Retriever, ...] = ("bm25", "dense", "hybrid")
 
@@ -113,29 +114,33 @@ def measure(dataset: Path, db: Path, ks: list[int], pool: int = POOL, limit: int
 class WordsBM25:
     """BM25 over an index's passages as b8bf122 indexed them (FTS5 unicode61 on the words as written) and
     queried them (`\\w+` words, lower-cased, minus English stop words), in memory: the "before" of the
-    per-language text processing."""
+    per-language text processing. Rowids are the index's, so its dense side can be fused with it."""
 
     def __init__(self, db: Path, title_weight: float = 2.0):
         self.title_weight = title_weight
         self.con = sqlite3.connect(":memory:")
-        self.con.execute(
-            "CREATE VIRTUAL TABLE f USING fts5(id UNINDEXED, title, text, tokenize='unicode61 remove_diacritics 2')"
-        )
+        self.con.execute("CREATE VIRTUAL TABLE f USING fts5(title, text, tokenize='unicode61 remove_diacritics 2')")
         source = sqlite3.connect(db.resolve().as_uri() + "?mode=ro", uri=True)
         try:
-            self.con.executemany("INSERT INTO f VALUES (?, ?, ?)", source.execute("SELECT id, title, text FROM docs"))
+            rows = source.execute("SELECT rowid, id, title, text FROM docs").fetchall()
         finally:
             source.close()
+        self.con.executemany("INSERT INTO f (rowid, title, text) VALUES (?, ?, ?)", [(r, t, x) for r, _, t, x in rows])
+        self.id_of = {rowid: pid for rowid, pid, _, _ in rows}
 
-    def ids(self, query: str, n: int) -> list[str]:
-        """The ids of the `n` best passages for `query`."""
+    def rowids(self, query: str, n: int) -> list[int]:
+        """The rowids of the `n` best passages for `query`."""
         words = list(dict.fromkeys(re.findall(r"\w+", query.lower())))
         terms = [w for w in words if w not in STOP_WORDS] or words
         match = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
         if not match:
             return []
-        sql = "SELECT id FROM f WHERE f MATCH ? ORDER BY bm25(f, 0.0, ?, 1.0) LIMIT ?"
+        sql = "SELECT rowid FROM f WHERE f MATCH ? ORDER BY bm25(f, ?, 1.0) LIMIT ?"
         return [r for (r,) in self.con.execute(sql, (match, self.title_weight, n))]
+
+    def ids(self, query: str, n: int) -> list[str]:
+        """The ids of the `n` best passages for `query`."""
+        return [self.id_of[r] for r in self.rowids(query, n)]
 
 
 def _doc_ids(db: Path) -> dict[str, str]:
@@ -155,33 +160,43 @@ def gold_rank(found: list[str], gold: str, doc_of: dict[str, str]) -> int | None
     return None
 
 
-def measure_gold(questions: Path, db: Path, limit: int | None = None, depth: int = 5) -> list[str]:
+def _searches(db: Path, depth: int, pool: int) -> dict[str, Callable[[str], list[str]]]:
+    """Each retriever of the gold-rank table, as a function from a question to the ids of its top `depth`: the
+    words as written (BM25 alone and fused with the dense side), then the index's own bm25, dense and hybrid."""
+    words = WordsBM25(db)
+    searches: dict[str, Callable[[str], list[str]]] = {"bm25-words": lambda q: words.ids(q, depth)}
+    embedder_name = LocalIndex(db).meta().get("embedder")
+    embedder = load_embedder(embedder_name, threads=1) if embedder_name else None
+    if embedder is not None:
+        dense = LocalIndex(db, embedder=embedder).dense()
+        if isinstance(dense, Dense):
+            fuse = dense
+
+            def hybrid_words(q: str) -> list[str]:
+                return [words.id_of[r] for r in rrf([words.rowids(q, pool), fuse.top(q, pool)])[:depth]]
+
+            searches["hybrid-words"] = hybrid_words
+    for retriever in RETRIEVERS if embedder is not None else ("bm25",):
+        index = LocalIndex(db, retriever=retriever, embedder=embedder, pool=pool)
+        searches[retriever] = lambda q, index=index: [p.id for p in index.search(q, depth)]  # type: ignore[misc]
+    return searches
+
+
+def measure_gold(questions: Path, db: Path, limit: int | None = None, depth: int = 5, pool: int = POOL) -> list[str]:
     """Markdown rows, one per retriever, of where the gold passage of `questions` ranks in the index `db`."""
     records = [json.loads(line) for line in questions.read_text(encoding="utf-8").splitlines() if line.strip()]
     records = [r for r in records if r.get("gold_passage_id")][:limit]
     if not records:
         raise SystemExit(f"{questions}: no question names its gold_passage_id")
     doc_of = _doc_ids(db)
-    searches: dict[str, object] = {"bm25-words": WordsBM25(db)}
-    name = LocalIndex(db).meta().get("embedder")
-    retrievers: tuple[Retriever, ...] = RETRIEVERS if name else ("bm25",)
-    embedder = load_embedder(name, threads=1) if name else None
-    for r in retrievers:
-        searches[r] = LocalIndex(db, retriever=r, embedder=embedder)
+    label = f"{questions.parent.name}/{questions.name.split('.')[0]}"
     rows = []
-    for label, index in searches.items():
-        ranks = []
-        for record in records:
-            if isinstance(index, WordsBM25):
-                found = index.ids(record["question"], depth)
-            else:
-                found = [p.id for p in index.search(record["question"], depth)]  # type: ignore[attr-defined]
-            ranks.append(gold_rank(found, record["gold_passage_id"], doc_of))
+    for retriever, search in _searches(db, depth, pool).items():
+        ranks = [gold_rank(search(r["question"]), r["gold_passage_id"], doc_of) for r in records]
         n = len(ranks)
         mrr = sum(1 / r for r in ranks if r) / n
         hit3, hit5 = (sum(1 for r in ranks if r and r <= k) / n for k in (3, depth))
-        name = f"{questions.parent.name}/{questions.name.split('.')[0]}"
-        rows.append(f"| {name} | {n} | {label} | {mrr:.3f} | {hit3:.3f} | {hit5:.3f} |")
+        rows.append(f"| {label} | {n} | {retriever} | {mrr:.3f} | {hit3:.3f} | {hit5:.3f} |")
     return rows
 
 
@@ -207,7 +222,7 @@ def main(argv: list[str] | None = None) -> None:
         rows = list(GOLD_HEAD)
         for pair in args.gold:
             questions, _, db = pair.partition("=")
-            rows += measure_gold(Path(questions), Path(db), args.limit)
+            rows += measure_gold(Path(questions), Path(db), args.limit, pool=args.pool)
         print("\n".join(rows))
         return
     if args.dataset is None or args.index is None:
