@@ -1,7 +1,8 @@
 """Per-language text processing in the local index, on real XQuAD and TyDi QA passages: a Russian question whose
 words are inflected otherwise in its passage, a Chinese one (no spaces) and a Korean one (particles attached) rank
 their gold passage in the top 3 with the index's terms (assistant/analysis.py), and not with the words as written
-(the index before schema 2, rebuilt in memory by evals/retrieval.py's `WordsBM25`); an index of schema 1 migrates.
+(the index before schema 2, rebuilt in memory by evals/retrieval.py's `MemoryBM25.words`); an index of schema 1
+migrates.
 
 tests/data/multilingual-*.jsonl: the three questions, their gold passages, the passages that rank near the top for
 them either way and 12 random others of each language (tests/data/README.md).
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 
 from assistant.analysis import index_terms, ngrams, passage_language, query_terms, words
-from assistant.evals.retrieval import WordsBM25, _doc_ids, gold_rank
+from assistant.evals.retrieval import MemoryBM25, _doc_ids, gold_rank
 from assistant.search.local import LocalIndex, build_index, migrate_index
 from assistant.search.vectors import VECTORS_TABLE
 
@@ -40,7 +41,7 @@ def test_the_gold_passage_ranks_in_the_top_3_with_the_index_terms_and_not_withou
     record = QUESTIONS[lang]
     question, gold, doc_of = record["question"], record["gold_passage_id"], _doc_ids(index)
     found = [r.id for r in LocalIndex(index, retriever="bm25").search(question, 10)]
-    before = WordsBM25(index).ids(question, 10)
+    before = MemoryBM25.words(index).ids(question, 10)
     assert (rank := gold_rank(found, gold, doc_of)) is not None and rank <= 3, (question, found)
     assert (old := gold_rank(before, gold, doc_of)) is None or old > 3, (question, before)
 
