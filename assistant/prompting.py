@@ -298,7 +298,7 @@ def attribute(short_answer: str, question: str, sources: list[Source]) -> list[i
         return []
     # A phrase cannot run from the title into the text: no word token is "|".
     texts = [(s.n, f" {' '.join(_words(s.title))} | {' '.join(_words(s.text))} ") for s in sources]
-    return [n for n, text in texts if all(f" {phrase} " in text for phrase in phrases)]
+    return [n for n, text in texts if all(_holds(text, phrase) for phrase in phrases)]
 
 
 def supported(short_answer: str, question: str, sources: list[Source]) -> bool:
@@ -312,6 +312,15 @@ def supported(short_answer: str, question: str, sources: list[Source]) -> bool:
 def _words(text: str) -> list[str]:
     """Word tokens without accents, case or punctuation: "Bogotá" and "bogota" are the same word."""
     return tokenize("".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c)))
+
+
+_HANGUL_END = re.compile("[\uac00-\ud7af]$")
+
+
+def _holds(text: str, phrase: str) -> bool:
+    """Whether `text` holds `phrase` as whole words; a phrase ending in Hangul may go on into a particle:
+    "수메르어" is in "수메르어는" (Sumerian + the topic particle)."""
+    return f" {phrase}" + ("" if _HANGUL_END.search(phrase) else " ") in text
 
 
 def _strip_stop_words(run: list[str]) -> list[str]:

@@ -2,8 +2,8 @@
 # The per-language answer-quality run of issue 15: rag with Qwen2.5-Coder-1.5B on the first 100 questions of XQuAD
 # en de es ru zh ar (the same ids in each language) and of TyDi QA ko and en, each set over an index of its own
 # language's passages (with vectors: the default retriever, hybrid), then one table of EM/F1 with TriviaQA's
-# normalization and with MLQA's, answer in context, and the share of answers in the question's language
-# (evals/multilingual.py).
+# normalization and with MLQA's, answer and gold passage in context, and the share of answers in the question's
+# language (evals/multilingual.py).
 #
 #   bash evals/languages.sh [OUT] [DATA]     # defaults: runs/languages ../shared/data; resumable
 #
@@ -14,8 +14,8 @@ out=${1:-runs/languages}
 data=${2:-../shared/data}
 mkdir -p "$out"
 table="$out/languages.md"
-echo "| set | mode | n | EM | F1 | EM (MLQA) | F1 (MLQA) | answer in context | in the question's language |" >"$table"
-echo "|---|---|---|---|---|---|---|---|---|" >>"$table"
+echo "| set | mode | n | EM | F1 | EM (MLQA) | F1 (MLQA) | answer in context | gold passage in context | in the question's language |" >"$table"
+echo "|---|---|---|---|---|---|---|---|---|---|" >>"$table"
 for set in xquad/en xquad/de xquad/es xquad/ru xquad/zh xquad/ar tydiqa/ko tydiqa/en; do
   name=${set/\//-}
   lang=${set#*/}
@@ -25,7 +25,8 @@ for set in xquad/en xquad/de xquad/es xquad/ru xquad/zh xquad/ar tydiqa/ko tydiq
   fi
   assistant eval "$data/$set.questions.jsonl" --mode rag --limit 100 --model qwen2.5-coder-1.5b \
     --search local --index "$db" --out "$out/$name"
-  python -m assistant.evals.multilingual "$out/$name/results.jsonl" --lang "$lang" | tail -n +3 |
+  python -m assistant.evals.multilingual "$out/$name/results.jsonl" --lang "$lang" \
+    --questions "$data/$set.questions.jsonl" | tail -n +3 |
     sed "s#^|#| $set |#" >>"$table"
 done
 cat "$table"

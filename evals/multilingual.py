@@ -1,8 +1,10 @@
 """Non-English answers, scored from an eval run's rows: EM/F1 with TriviaQA's official normalization (as the run
-scored them) and, beside it, MLQA's per-language one; answer in context; and whether each answer is written in
-the question's language.
+scored them) and, beside it, MLQA's per-language one; answer in context; the gold passage in context (the
+question file's `gold_passage_id` among the passages the model read, the row's `shown_ids`); and whether each
+answer is written in the question's language.
 
-    python -m assistant.evals.multilingual runs/xquad-ru/results.jsonl --lang ru    # one markdown row a mode
+    python -m assistant.evals.multilingual runs/xquad-ru/results.jsonl --lang ru \
+        --questions ../shared/data/xquad/ru.questions.jsonl        # one markdown row a mode
 
 MLQA's normalization is `normalize_answer` of facebookresearch/MLQA, mlqa_evaluation_v1.py: lower-case, every
 Unicode punctuation character (category P*) and ASCII punctuation removed, the articles of the answer's language
@@ -141,13 +143,27 @@ def _english_or(lang: str) -> Any:
     return ident
 
 
-def report(path: Path, lang: str) -> str:
-    """Markdown rows, one per mode of the run in `path` (an `assistant eval` results.jsonl)."""
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    rows = [r for r in rows if not r.get("error")]
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def gold_in_context(row: dict[str, Any], gold_passage: str | None) -> bool | None:
+    """Whether the model read the question's gold passage (a passage `ID#k` of a split record counts as `ID`);
+    None when the row or the question does not say."""
+    if not gold_passage or "shown_ids" not in row:
+        return None
+    return any(pid.split("#")[0] == gold_passage for pid in row["shown_ids"])
+
+
+def report(path: Path, lang: str, questions: Path | None = None) -> str:
+    """Markdown rows, one per mode of the run in `path` (an `assistant eval` results.jsonl); `questions`, the
+    run's question file, gives each question's `gold_passage_id` for the gold-passage column."""
+    rows = [r for r in _jsonl(path) if not r.get("error")]
+    gold = {str(q.get("id")): q.get("gold_passage_id") for q in _jsonl(questions)} if questions else {}
     lines = [
-        "| mode | n | EM | F1 | EM (MLQA) | F1 (MLQA) | answer in context | in the question's language |",
-        "|---|---|---|---|---|---|---|---|",
+        "| mode | n | EM | F1 | EM (MLQA) | F1 (MLQA) | answer in context | gold passage in context "
+        "| in the question's language |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for mode in dict.fromkeys(r["mode"] for r in rows):
         some = [r for r in rows if r["mode"] == mode]
@@ -160,11 +176,12 @@ def report(path: Path, lang: str) -> str:
             statistics.mean(e for e, _ in mlqa),
             statistics.mean(f for _, f in mlqa),
         ]
-        ctx = f"{100 * statistics.mean(context):.1f}" if context else "—"
+        passages = [g for r in some if (g := gold_in_context(r, gold.get(str(r.get("id"))))) is not None]
+        shares = [f"{100 * statistics.mean(x):.1f}" if x else "—" for x in (context, passages)]
         lines.append(
             f"| {mode} | {len(some)} | "
             + " | ".join(f"{100 * c:.1f}" for c in cells)
-            + f" | {ctx} | {100 * statistics.mean(same):.1f} |"
+            + f" | {' | '.join(shares)} | {100 * statistics.mean(same):.1f} |"
         )
     return "\n".join(lines)
 
@@ -173,8 +190,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("results", type=Path, help="an `assistant eval` run's results.jsonl")
     parser.add_argument("--lang", required=True, help="the questions' language (en, de, ru, zh, ko, …)")
+    parser.add_argument("--questions", type=Path, help="the run's questions, with gold_passage_id (XQuAD, TyDi QA)")
     args = parser.parse_args(argv)
-    print(report(args.results, args.lang))
+    print(report(args.results, args.lang, args.questions))
 
 
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from assistant.evals.multilingual import answer_language, mlqa_normalize, mlqa_scores, report
-from assistant.events import Answer
-from assistant.prompting import parse_answer, trim_restatement
+from assistant.events import Answer, Source
+from assistant.prompting import attribute, parse_answer, trim_restatement
 from assistant.runner import Assistant
 from assistant.settings import load_settings
 from tests.conftest import FakeModel
@@ -53,6 +53,17 @@ def test_a_labelled_reply_in_the_question_s_language_gives_its_answer():
     assert parse_answer("答案：北京 [2]", {2}, "中国的首都是哪里？", "zh").short_answer == "北京"
 
 
+def test_a_korean_answer_is_found_in_a_source_whose_word_carries_a_particle():
+    # TyDi QA korean-8384343899893667022-0, whose gold passage (tydi-korean-81) says "수메르어는 …"; the sentences
+    # and titles here were written for the test, so that only the text can support the answer
+    text = "수메르어는 현재까지 알려진 가장 오래된 문자 언어 중 하나이다."
+    sources = [
+        Source(1, "k1", "고대 언어", text=text),
+        Source(2, "k2", "라틴어", text="라틴어는 고대 로마의 언어이다."),
+    ]
+    assert attribute("수메르어", "세상에서 가장 오래된 언어는 무엇인가?", sources) == [1]
+
+
 def test_a_routed_question_s_answer_is_trimmed_by_its_route(fake_model: FakeModel):
     assistant = Assistant.from_settings(load_settings(search="none"), model=fake_model)
     fake_model.enqueue("Утраченным мячом завладел Уарду.")
@@ -88,10 +99,17 @@ def test_mlqa_normalization_per_language():
 
 def test_the_report_scores_a_run_s_rows(tmp_path: Path):
     rows = [
-        {"mode": "rag", "prediction": "Богота", "gold": ["Богота"], "em": 1.0, "f1": 1.0, "answer_in_context": True},
-        {"mode": "rag", "prediction": "Bogota city", "gold": ["«Богота»"], "em": 0.0, "f1": 0.0},
-        {"mode": "rag", "error": "boom"},
-    ]
-    path = tmp_path / "results.jsonl"
+        {"id": "q1", "mode": "rag", "prediction": "Богота", "gold": ["Богота"], "em": 1.0, "f1": 1.0,
+         "answer_in_context": True, "shown_ids": ["p7", "p1#2"]},
+        {"id": "q2", "mode": "rag", "prediction": "Bogota city", "gold": ["«Богота»"], "em": 0.0, "f1": 0.0,
+         "shown_ids": ["p1#0"]},
+        {"id": "q3", "mode": "rag", "error": "boom"},
+    ]  # fmt: skip
+    path, questions = tmp_path / "results.jsonl", tmp_path / "questions.jsonl"
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    assert report(path, "ru").splitlines()[-1] == "| rag | 2 | 50.0 | 50.0 | 50.0 | 50.0 | 100.0 | 50.0 |"
+    questions.write_text('{"id": "q1", "gold_passage_id": "p1"}\n{"id": "q2", "gold_passage_id": "p2"}\n')
+    # q1 read its gold passage (p1#2, a piece of p1), q2 did not
+    assert report(path, "ru", questions).splitlines()[-1] == (
+        "| rag | 2 | 50.0 | 50.0 | 50.0 | 50.0 | 100.0 | 50.0 | 50.0 |"
+    )
+    assert report(path, "ru").splitlines()[-1].endswith("| 100.0 | — | 50.0 |")
