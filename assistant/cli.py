@@ -298,6 +298,8 @@ def index_info(
         print_json(info)
         return
     for key, value in info.items():
+        if isinstance(value, dict):  # languages: passages per detected language ("?": unsure)
+            value = [f"{k or '?'} {v}" for k, v in value.items()]
         shown = ", ".join(map(str, value)) if isinstance(value, list) else ("—" if value is None else str(value))
         typer.echo(f"{key}\t{shown}")
 

@@ -131,6 +131,7 @@ def eval_row(assistant: Assistant, task: QATask, item: EvalItem) -> dict[str, An
         "f1": round(scores.f1, 4),
         "match": scores.match,
         "answer_in_context": answer_in_context(shown, gold) if search and not yes_no else None,
+        "shown_ids": [found[n].id for n in final.shown if n in found],  # what the model read (gold-passage checks)
         "citation_right": answer_in_context(cited, gold) if cited and not yes_no else None,
         "confidence": final.confidence,
         "uncertain": final.uncertain if final.confidence is not None else None,

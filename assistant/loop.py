@@ -84,7 +84,8 @@ def answer(
     yield StepStarted(1)
     if ctx is None or search is None:
         completion = yield from generation(model, closed_messages(question, turns, prompts), opts, state)
-        closed = judged(parse_answer(completion.text, set(), question), completion, question, [])
+        parsed = parse_answer(completion.text, set(), question, prompts.question_lang)
+        closed = judged(parsed, completion, question, [])
         yield state.answer(closed.parsed, [], closed.look, [closed.look], judging)
         return
     query = standalone_query(question, history)
@@ -93,7 +94,8 @@ def answer(
     def read(shown: list[Source]) -> Generator[Event, None, Candidate]:
         messages = search_messages(question, shown, state.notes, example, turns, prompts)
         reply = yield from generation(model, messages, opts, state)
-        return judged(parse_answer(reply.text, {s.n for s in shown}, question), reply, question, shown)
+        parsed = parse_answer(reply.text, {s.n for s in shown}, question, prompts.question_lang)
+        return judged(parsed, reply, question, shown)
 
     stuck = False  # the last call found nothing new: searching on would only repeat itself
     for step in range(1, max_steps + 1):

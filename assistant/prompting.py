@@ -16,28 +16,44 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
 
+from assistant.analysis import stem_function
 from assistant.events import Source
+from assistant.languages import LANGUAGES
 from assistant.models.base import Message
 from assistant.passages import STOP_WORDS, tokenize
 
 _CITATION = re.compile(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
-_LABEL = re.compile(r"^\s*\**(answer|short answer|explanation|because)\**\s*[:：]\s*", re.I)
+# "Answer:" and its translations ("Ответ:", "答案："), whatever the route: a label word then a colon is no answer.
+_ANSWER_LABELS = ("answer", "short answer") + tuple(w for lang in LANGUAGES.values() for w in lang.answer_labels)
+_LABEL = re.compile(rf"^\s*\**({'|'.join(map(re.escape, _ANSWER_LABELS))}|explanation|because)\**\s*[:：]\s*", re.I)
 
 
 _PREFIX = re.compile(r"^(?:the )?(?:short |final )?answer(?: in a few words)?(?: is)?\s*[:：-]?\s+", re.I)
 
 
-def trim_restatement(short: str, question: str) -> str:
+def trim_restatement(short: str, question: str, lang: str = "en") -> str:
     """Drop the leading and trailing words that only restate the question ("The capital of Colombia is Bogotá"
-    → "Bogotá"); small models answer in sentences. Keeps the text whole if nothing new would remain."""
+    → "Bogotá"); small models answer in sentences. Keeps the text whole if nothing new would remain.
+
+    `lang` is the question's language (its route): its stop words count as restating, and in a language the
+    index stems (assistant/languages.py) a word restates the question when its stem does ("столицей" restates
+    "столица"). Korean and Japanese copulas are cut from the last word ("수메르어입니다" → "수메르어"), and in
+    Chinese or Japanese, written without spaces, the longest head or tail found in the question is cut."""
+    language = LANGUAGES.get(lang)
+    stop = language.stop_words if language else STOP_WORDS
+    short = _cut_copula(short, language.copulas if language else ())
+    if question and _NO_SPACE.match(short):
+        return _trim_unspaced(short, question, stop)
     words = short.split()
     if not question or len(words) < 3:
         return short
-    known = set(tokenize(question)) | STOP_WORDS
+    stem = stem_function(language.stemmer if language else None)
+    known = {stem(t) for t in tokenize(question)} | stop
 
     def restates(word: str) -> bool:
         # "No." of "No. 2 pencil" is a stop word, but as an abbreviation it is part of the answer
-        return word.rstrip(".").casefold() not in _BEFORE_NAME and all(t in known for t in tokenize(word))
+        tokens = tokenize(word)
+        return word.rstrip(".").casefold() not in _BEFORE_NAME and all(t in stop or stem(t) in known for t in tokens)
 
     start, end = 0, len(words)
     while start < end and restates(words[start]):
@@ -45,7 +61,41 @@ def trim_restatement(short: str, question: str) -> str:
     while end > start and restates(words[end - 1]):
         end -= 1
     core = " ".join(words[start:end]).strip(" ,;:.!?\"'")
-    return core if core and any(t not in STOP_WORDS for t in tokenize(core)) else short
+    return core if core and any(t not in stop for t in tokenize(core)) else short
+
+
+_NO_SPACE = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]")  # Han and kana: no spaces between words
+_JOINTS = "是为はが"  # copulas and particles left at a cut ("…首都是北京" → "是北京" → "北京")
+
+
+def _cuttable(text: str, n: int) -> bool:
+    """Whether `text` may be cut before its `n`th character: not inside a number or a Latin word ("超级碗50")."""
+    return not all(c.isascii() and c.isalnum() for c in text[n - 1 : n + 1])
+
+
+def _cut_copula(short: str, copulas: tuple[str, ...]) -> str:
+    """`short` without a copula ending its last word ("수메르어입니다." → "수메르어"), when more than it is left."""
+    core = short.rstrip(" .。!！")
+    for ending in copulas:
+        if core.endswith(ending) and len(core) > len(ending) and not core[-len(ending) - 1].isspace():
+            return core[: -len(ending)]
+    return short
+
+
+def _trim_unspaced(short: str, question: str, stop: frozenset[str]) -> str:
+    """A reply in a script without spaces less its longest head and tail (two characters or more) found in the
+    question, and the copula left at each cut: "中国的首都是北京" for "中国的首都是哪里" → "北京"."""
+    core = short.strip(" 。.!！?？,，")
+    if core in question:  # all of it restates the question: nothing to trim to
+        return short
+    for _ in range(2):  # the head, then the tail, each once
+        cut = next((n for n in range(len(core) - 1, 1, -1) if core[:n] in question and _cuttable(core, n)), 0)
+        if cut:
+            core = core[cut:].lstrip(_JOINTS)
+        core = core[::-1]  # the same on the reversed text cuts the tail
+        question = question[::-1]
+    core = core.strip(" 。.!！?？,，")
+    return core if core and core not in stop else short
 
 
 def load_prompt(name: str) -> str:
@@ -69,6 +119,7 @@ class Prompts:
     lang: str = "en"
     answer_line: str = ""
     instructions: str = ""
+    question_lang: str = "en"  # the route's language: how the answer is trimmed (`trim_restatement`)
 
     def text(self, name: str) -> str:
         """The prompt `name` of this route."""
@@ -209,8 +260,9 @@ class ParsedAnswer:
     dropped: list[int]
 
 
-def parse_answer(text: str, shown: set[int], question: str = "") -> ParsedAnswer:
-    """Split a reply into short answer and explanation; remove citations of sources that were never shown."""
+def parse_answer(text: str, shown: set[int], question: str = "", lang: str = "en") -> ParsedAnswer:
+    """Split a reply into short answer and explanation; remove citations of sources that were never shown.
+    `lang`: the question's language, for trimming the answer (`trim_restatement`)."""
     cited: list[int] = []
     dropped: list[int] = []
 
@@ -226,7 +278,7 @@ def parse_answer(text: str, shown: set[int], question: str = "") -> ParsedAnswer
     short = ""
     for line in lines:
         m = _LABEL.match(line)
-        if m and m.group(1).lower() in ("answer", "short answer"):
+        if m and m.group(1).lower() in _ANSWER_LABELS:
             short = line[m.end() :]
             break
     if not short and lines:
@@ -234,7 +286,7 @@ def parse_answer(text: str, shown: set[int], question: str = "") -> ParsedAnswer
     short = _CITATION.sub("", short).strip().strip("*").strip()
     short = _PREFIX.sub("", re.sub(r"\s+", " ", short).rstrip(".").strip())
     if not abstained(short):  # "I don't know who painted it" must not shrink to "know"
-        short = trim_restatement(short, question)
+        short = trim_restatement(short, question, lang)
     answer = "\n".join(_LABEL.sub("", line) if i else line for i, line in enumerate(lines))
     answer = re.sub(r"^\s*\**answer\**\s*[:：]\s*", "", answer, flags=re.I)
     return ParsedAnswer(answer=answer.strip(), short_answer=short, cited=cited, dropped=sorted(set(dropped)))
@@ -259,7 +311,7 @@ def attribute(short_answer: str, question: str, sources: list[Source]) -> list[i
         return []
     # A phrase cannot run from the title into the text: no word token is "|".
     texts = [(s.n, f" {' '.join(_words(s.title))} | {' '.join(_words(s.text))} ") for s in sources]
-    return [n for n, text in texts if all(f" {phrase} " in text for phrase in phrases)]
+    return [n for n, text in texts if all(_holds(text, phrase) for phrase in phrases)]
 
 
 def supported(short_answer: str, question: str, sources: list[Source]) -> bool:
@@ -273,6 +325,15 @@ def supported(short_answer: str, question: str, sources: list[Source]) -> bool:
 def _words(text: str) -> list[str]:
     """Word tokens without accents, case or punctuation: "Bogotá" and "bogota" are the same word."""
     return tokenize("".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c)))
+
+
+_HANGUL_END = re.compile("[\uac00-\ud7af]$")
+
+
+def _holds(text: str, phrase: str) -> bool:
+    """Whether `text` holds `phrase` as whole words; a phrase ending in Hangul may go on into a particle:
+    "수메르어" is in "수메르어는" (Sumerian + the topic particle)."""
+    return f" {phrase}" + ("" if _HANGUL_END.search(phrase) else " ") in text
 
 
 def _strip_stop_words(run: list[str]) -> list[str]:

@@ -29,33 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from assistant.errors import AssistantError, BadInput
+from assistant.languages import LANGUAGES
 from assistant.models import ModelBackend, ModelSpec, close_model, load_model, resolve_model
 from assistant.prompting import ENGLISH, Prompts, language_prompts
 from assistant.settings import RouteConfig, Settings
 
 DEFAULT_LANG = "en"
-# Built-in routes: language -> (ddgs region, English name). Hindi has no ddgs region of its own: India's.
-LANGUAGES: dict[str, tuple[str, str]] = {
-    "ar": ("xa-ar", "Arabic"),
-    "de": ("de-de", "German"),
-    "el": ("gr-el", "Greek"),
-    "es": ("es-es", "Spanish"),
-    "fr": ("fr-fr", "French"),
-    "hi": ("in-en", "Hindi"),
-    "it": ("it-it", "Italian"),
-    "ja": ("jp-jp", "Japanese"),
-    "ko": ("kr-kr", "Korean"),
-    "nl": ("nl-nl", "Dutch"),
-    "pl": ("pl-pl", "Polish"),
-    "pt": ("pt-pt", "Portuguese"),
-    "ro": ("ro-ro", "Romanian"),
-    "ru": ("ru-ru", "Russian"),
-    "th": ("th-th", "Thai"),
-    "tr": ("tr-tr", "Turkish"),
-    "uk": ("ua-uk", "Ukrainian"),
-    "vi": ("vn-vi", "Vietnamese"),
-    "zh": ("cn-zh", "Chinese"),
-}
+# Built-in routes: the languages of assistant/languages.py, each with its search region and English name there.
 # Presets trained on many languages, best first (Qwen2.5: 29+ languages); Phi-3-mini and SmolLM2 are mainly English.
 MULTILINGUAL = ("qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b")
 # Built-in routes ask in the question's language with prompts/<lang>.md where it exists. The runs that chose this
@@ -147,20 +127,21 @@ class Route:
         }
 
 
-def route_prompts(prompts: str, answer: str) -> Prompts:
+def route_prompts(prompts: str, answer: str, question_lang: str = DEFAULT_LANG) -> Prompts:
     """The prompts of prompts/<prompts>.md ("en": prompts/*.md) with the line that asks for the answer in
-    `answer` (none for English answers to English prompts, or when `answer` is "")."""
+    `answer` (none for English answers to English prompts, or when `answer` is ""); answers are trimmed as
+    replies to a question in `question_lang`."""
     if not answer or answer == prompts == DEFAULT_LANG:
-        return Prompts(prompts)
+        return Prompts(prompts, question_lang=question_lang)
     if answer == prompts:
-        return Prompts(prompts, language_prompts(prompts).get("answer_in", ""))
-    name = LANGUAGES.get(answer, ("", answer))[1]
-    return Prompts(prompts, f"Answer in {name}, in the words of the sources.")
+        return Prompts(prompts, language_prompts(prompts).get("answer_in", ""), question_lang)
+    name = LANGUAGES[answer].name if answer in LANGUAGES else answer
+    return Prompts(prompts, f"Answer in {name}, in the words of the sources.", question_lang)
 
 
 def route_configs(settings: Settings) -> dict[str, RouteConfig]:
     """The built-in routes with config.toml's `[routes.xx]` fields on top."""
-    configs = {code: RouteConfig(region=region) for code, (region, _) in LANGUAGES.items()}
+    configs = {code: RouteConfig(region=language.region) for code, language in LANGUAGES.items()}
     for code, given in settings.routes.items():
         base = configs.get(code.lower(), RouteConfig())
         configs[code.lower()] = base.model_copy(update=given.model_dump(exclude_unset=True))
@@ -261,7 +242,7 @@ class Router:
         if prompts != DEFAULT_LANG and not language_prompts(prompts):
             why = "; ".join(filter(None, [why, f"no prompts/{prompts}.md: the English prompts"]))
             prompts = DEFAULT_LANG
-        return Route(code, name, route_prompts(prompts, answer), region, answer, why, spec)
+        return Route(code, name, route_prompts(prompts, answer, code), region, answer, why, spec)
 
     def _resolve(self, name: str) -> ModelSpec:
         return resolve_model(self.settings.model_copy(update={"model": name}))

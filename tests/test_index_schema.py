@@ -1,6 +1,6 @@
-"""The index's schema version: a file of the first layout (commit 59bde8f, no user_version) is refused with the
-command that fixes it, `assistant index migrate` upgrades it in place (or leaves it untouched), and a file of a
-newer layout asks for an upgrade of the program."""
+"""The index's schema version: a file of the first layout (commit 59bde8f, no user_version) or of the second
+(b8bf122, words as written) is refused with the command that fixes it, `assistant index migrate` upgrades it in
+place (or leaves it untouched), and a file of a newer layout asks for an upgrade of the program."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def rows(path: Path) -> list[tuple[str, ...]]:
 def test_a_new_index_carries_the_schema_version(tmp_path, long_document):
     build_index([long_document], tmp_path / "i.db")
     con = sqlite3.connect(tmp_path / "i.db")
-    assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 1
+    assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
     assert LocalIndex(tmp_path / "i.db").meta()["documents"] == "2"
 
 
@@ -62,7 +62,7 @@ def test_an_old_index_is_refused_with_the_commands_that_fix_it(tmp_path, long_do
     with pytest.raises(AssistantError) as err:
         LocalIndex(db).search("Zanzibar")
     assert str(err.value) == (
-        f"{db} is an index of an older layout (schema 0; this version reads 1) — upgrade it in place with "
+        f"{db} is an index of an older layout (schema 0; this version reads 2) — upgrade it in place with "
         f"`assistant index migrate {db}`, or rebuild it with `assistant index build FILE.jsonl --out {db}`"
     )
     assert not isinstance(err.value, SearchError), "a SearchError would let a fallback chain hide it"
@@ -81,7 +81,10 @@ def test_migrate_splits_long_documents_and_keeps_short_records_as_they_were(tmp_
     db = old_index(tmp_path / "old.db", long_document)
     note_before = [r for r in rows(db) if r[1] == "note"]
     message = migrate_index(db)
-    assert message == f"{db}: migrated from index schema 0 to 1 (records split into passages: 1; passages now: 51)"
+    assert message == (
+        f"{db}: migrated from index schema 0 to 2 (records split into passages: 1; passages indexed under stems: 0;"
+        " passages now: 51)"
+    )
     idx = LocalIndex(db)
     assert idx.count() == 51 and idx.meta()["count"] == "51"
     assert [r[:5] for r in rows(db) if r[1] == "note"] == note_before and rows(db)[0][5] == "note"
@@ -99,7 +102,7 @@ def test_migrate_splits_long_documents_and_keeps_short_records_as_they_were(tmp_
     assert [(r.id, r.text) for r in idx.search("harbour 17", 3)] == [
         (r.id, r.text) for r in fresh.search("harbour 17", 3)
     ]
-    assert migrate_index(db) == f"{db} is already at index schema 1: nothing to do"
+    assert migrate_index(db) == f"{db} is already at index schema 2: nothing to do"
 
 
 def test_a_failed_migration_leaves_the_file_untouched(tmp_path, long_document):
@@ -124,7 +127,7 @@ def test_an_index_of_a_newer_version_asks_for_an_upgrade(tmp_path, long_document
     con.close()
     for attempt in (LocalIndex(db).count, lambda: migrate_index(db)):
         with pytest.raises(
-            AssistantError, match=r"built by a newer search-assistant \(index schema 2; this one reads 1\)"
+            AssistantError, match=r"built by a newer search-assistant \(index schema 3; this one reads 2\)"
         ):
             attempt()
 
@@ -134,7 +137,7 @@ def test_the_migrate_command(tmp_path, long_document):
     runner = CliRunner()
     result = runner.invoke(app, ["index", "migrate", str(db)])
     assert result.exit_code == 0, result.output
-    assert "migrated from index schema 0 to 1" in result.output
+    assert "migrated from index schema 0 to 2" in result.output
     result = runner.invoke(app, ["index", "migrate", str(tmp_path / "nope.db")])
     assert result.exit_code == 2, result.output
     assert "index not found" in result.output

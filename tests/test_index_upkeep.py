@@ -37,7 +37,7 @@ def test_add_grows_a_bm25_index_and_reports_duplicates(tmp_path: Path):
     index = tmp_path / "idx.db"
     cli("index", "build", str(DATA / "passages.jsonl"), "--out", str(index), "--no-embed")
     before = info(index)
-    assert before["passages"] == 60 and before["vectors"] == 0 and before["schema_version"] == 1
+    assert before["passages"] == 60 and before["vectors"] == 0 and before["schema_version"] == 2
     result = cli("index", "add", str(extra(tmp_path)), "--index", str(index))
     assert "1 passages added" in result.stdout, result.stdout
     assert "duplicate id 'triviaqa-1650'" in result.stderr, result.stderr

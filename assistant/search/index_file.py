@@ -10,6 +10,11 @@ that keep its title, url and, in `doc_id`, its id. The file carries its layout's
 i.e. `migrate_index`), a newer one with a request to upgrade the program. `embed_index` (`assistant index embed`)
 adds the optional `vectors` table (assistant/search/vectors.py), which needs no new schema number: a reader that
 predates it ignores it. assistant/search/local.py searches the file.
+
+The FTS table holds each passage under its index terms (assistant/analysis.py): character n-grams of scripts
+written without spaces, Snowball stems of the languages that have a stemmer in assistant/languages.py, other words
+as they are. Each passage's language is detected as it is indexed and kept in `docs.lang`; meta `stemmers` lists
+the stemmers the index used (JSON, null for words left as they are), which its queries must use too.
 """
 
 from __future__ import annotations
@@ -24,20 +29,24 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from assistant.analysis import index_text, passage_stemmer
 from assistant.errors import AssistantError, BadInput, SearchError
 from assistant.passages import WHOLE_PASSAGE_WORDS, document_passages
 from assistant.search.embed import Embedder
 from assistant.search.vectors import EmbedReport, embed_vectors, stored_embedder
 
-# Schema 0 (no user_version) stored each record whole; 1 splits long documents into passages with a doc_id.
-SCHEMA_VERSION = 1
+# Schema 0 (no user_version) stored each record whole; 1 splits long documents into passages with a doc_id; 2
+# indexes each passage under its terms (assistant/analysis.py) in a contentless FTS table, and records its language.
+SCHEMA_VERSION = 2
+_FTS = (
+    """CREATE VIRTUAL TABLE docs_fts USING fts5(title, text, content='', tokenize='unicode61 remove_diacritics 2');"""
+)
 _SCHEMA = f"""
 PRAGMA user_version = {SCHEMA_VERSION};
 CREATE TABLE docs (rowid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, doc_id TEXT NOT NULL, title TEXT NOT NULL,
-                   text TEXT NOT NULL, url TEXT NOT NULL DEFAULT '');
+                   text TEXT NOT NULL, url TEXT NOT NULL DEFAULT '', lang TEXT NOT NULL DEFAULT '');
 CREATE INDEX docs_doc_id ON docs (doc_id);
-CREATE VIRTUAL TABLE docs_fts USING fts5(title, text, content='docs', content_rowid='rowid',
-                                         tokenize='unicode61 remove_diacritics 2');
+{_FTS}
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
@@ -118,20 +127,57 @@ def _passage_rows(rid: str, title: str, text: str, url: str) -> list[tuple[str, 
 
 
 def _insert(con: sqlite3.Connection, paths: list[Path], problems: list[str]) -> tuple[int, int]:
-    """Insert the records of `paths` into `docs` (not yet into the FTS table): (passages, documents) written. A
-    record whose id the index already holds is skipped and reported in `problems`, never dropped silently."""
+    """Insert the records of `paths` into `docs` and, under their terms, into the FTS table: (passages,
+    documents) written. A record whose id the index already holds is skipped and reported in `problems`, never
+    dropped silently."""
     count = documents = 0
+    stemmers = set(_stemmers(con))
     for where, rid, title, text, url in _records(paths, problems):
         if con.execute("SELECT 1 FROM docs WHERE doc_id = ? OR id = ?", (rid, rid)).fetchone():
             problems.append(f"{where}: duplicate id {rid!r} (kept the first)")
             continue
         documents += 1
         for row in _passage_rows(rid, title, text, url):
-            cur = con.execute("INSERT OR IGNORE INTO docs (id, doc_id, title, text, url) VALUES (?, ?, ?, ?, ?)", row)
+            lang, stemmer = passage_stemmer(row[3])
+            sql = "INSERT OR IGNORE INTO docs (id, doc_id, title, text, url, lang) VALUES (?, ?, ?, ?, ?, ?)"
+            cur = con.execute(sql, (*row, lang))
             if cur.rowcount == 0:
                 problems.append(f"{where}: passage id {row[0]!r} is taken by an earlier record (kept it)")
-            count += cur.rowcount
+                continue
+            _index_passage(con, cur.lastrowid, row[2], row[3], stemmer)
+            stemmers.add(stemmer)
+            count += 1
+    _set_stemmers(con, stemmers)
     return count, documents
+
+
+def _index_passage(con: sqlite3.Connection, rowid: int | None, title: str, text: str, stemmer: str | None) -> None:
+    """Put one passage into the FTS table under its index terms."""
+    sql = "INSERT INTO docs_fts (rowid, title, text) VALUES (?, ?, ?)"
+    con.execute(sql, (rowid, index_text(title, stemmer), index_text(text, stemmer)))
+
+
+def _stemmers(con: sqlite3.Connection) -> list[str | None]:
+    """The stemmers the index's passages were indexed with (meta `stemmers`; none yet: [])."""
+    row = con.execute("SELECT value FROM meta WHERE key = 'stemmers'").fetchone()
+    return list(json.loads(row[0])) if row else []
+
+
+def _set_stemmers(con: sqlite3.Connection, stemmers: set[str | None]) -> None:
+    value = json.dumps(sorted(stemmers, key=lambda s: s or ""))
+    con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('stemmers', ?)", (value,))
+
+
+def index_stemmers(con: sqlite3.Connection) -> list[str | None]:
+    """The stemmers a query of this index must be processed with (None: words as they are); an index that holds
+    no passage yet: words as they are."""
+    return _stemmers(con) or [None]
+
+
+def _languages(con: sqlite3.Connection) -> dict[str, int]:
+    """Passages per detected language ("" when detection was unsure), most first."""
+    rows = con.execute("SELECT lang, COUNT(*) AS n FROM docs GROUP BY lang ORDER BY n DESC, lang").fetchall()
+    return {lang: n for lang, n in rows}
 
 
 def _check_files(paths: list[Path]) -> None:
@@ -158,7 +204,6 @@ def build_index(paths: list[Path], out: Path) -> BuildReport:
                 if count == 0:
                     shown = "; ".join(problems[:3]) or "the files are empty"
                     raise BadInput(f"no passages to index in {', '.join(map(str, paths))}: {shown}")
-                con.execute("INSERT INTO docs_fts (rowid, title, text) SELECT rowid, title, text FROM docs")
                 con.execute("INSERT INTO docs_fts (docs_fts) VALUES ('optimize')")
                 meta = {
                     "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -185,12 +230,7 @@ def add_records(paths: list[Path], index: Path) -> BuildReport:
     problems: list[str] = []
     try:
         with con:
-            before = con.execute("SELECT COALESCE(MAX(rowid), 0) FROM docs").fetchone()[0]
             count, documents = _insert(con, paths, problems)
-            con.execute(
-                "INSERT INTO docs_fts (rowid, title, text) SELECT rowid, title, text FROM docs WHERE rowid > ?",
-                (before,),
-            )
             meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
             sources = json.loads(meta.get("sources", "[]")) + [str(Path(p).resolve()) for p in paths]
             total = con.execute("SELECT COUNT(*), COUNT(DISTINCT doc_id) FROM docs").fetchone()
@@ -215,6 +255,7 @@ def index_info(index: Path) -> dict[str, object]:
         embedder, dim = stored_embedder(con)
         has_vectors = con.execute("SELECT 1 FROM sqlite_master WHERE name = 'vectors'").fetchone()
         vectors = con.execute("SELECT COUNT(*) FROM vectors").fetchone()[0] if has_vectors else 0
+        languages = _languages(con)
     finally:
         con.close()
     path = Path(index).expanduser()
@@ -231,6 +272,8 @@ def index_info(index: Path) -> dict[str, object]:
         "added_at": meta.get("added_at"),
         "migrated_at": meta.get("migrated_at"),
         "sources": json.loads(meta.get("sources", "[]")),
+        "languages": languages,
+        "stemmers": json.loads(meta.get("stemmers", "[]")),
     }
 
 
@@ -303,7 +346,33 @@ def _split_documents(con: sqlite3.Connection) -> int:
     return split
 
 
-_MIGRATIONS = {0: _split_documents}  # schema N → N+1; each runs inside migrate_index's one transaction
+def _index_terms(con: sqlite3.Connection) -> int:
+    """Schema 1 → 2: detect each passage's language into `docs.lang`, and rebuild the FTS table under the
+    passages' index terms (assistant/analysis.py); how many passages were stemmed."""
+    con.execute("ALTER TABLE docs ADD COLUMN lang TEXT NOT NULL DEFAULT ''")
+    con.execute("DROP TABLE docs_fts")
+    con.execute(_FTS)
+    stemmers: set[str | None] = set()
+    stemmed = done = 0
+    sql = "SELECT rowid, title, text FROM docs WHERE rowid > ? ORDER BY rowid LIMIT 1000"
+    while batch := con.execute(sql, (done,)).fetchall():
+        done = batch[-1][0]
+        for rowid, title, text in batch:
+            lang, stemmer = passage_stemmer(text)
+            con.execute("UPDATE docs SET lang = ? WHERE rowid = ?", (lang, rowid))
+            _index_passage(con, rowid, title, text, stemmer)
+            stemmers.add(stemmer)
+            stemmed += stemmer is not None
+    _set_stemmers(con, stemmers)
+    con.execute("INSERT INTO docs_fts (docs_fts) VALUES ('optimize')")
+    return stemmed
+
+
+# schema N → N+1, each with what its message says it changed; each runs inside migrate_index's one transaction
+_MIGRATIONS: dict[int, tuple[str, Callable[[sqlite3.Connection], int]]] = {
+    0: ("records split into passages", _split_documents),
+    1: ("passages indexed under stems", _index_terms),
+}
 
 
 def migrate_index(path: Path) -> str:
@@ -321,7 +390,7 @@ def migrate_index(path: Path) -> str:
             raise BadInput(version_problem(path, version))
         try:
             con.execute("BEGIN IMMEDIATE")
-            split = sum(_MIGRATIONS[v](con) for v in range(version, SCHEMA_VERSION))
+            done = [(_MIGRATIONS[v][0], _MIGRATIONS[v][1](con)) for v in range(version, SCHEMA_VERSION)]
             count = con.execute("SELECT count(*) FROM docs").fetchone()[0]
             meta = {"count": str(count), "migrated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
             con.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", meta.items())
@@ -337,10 +406,8 @@ def migrate_index(path: Path) -> str:
             raise
     finally:
         con.close()
-    return (
-        f"{path}: migrated from index schema {version} to {SCHEMA_VERSION} "
-        f"(records split into passages: {split}; passages now: {count})"
-    )
+    changes = "; ".join(f"{what}: {n}" for what, n in done)
+    return f"{path}: migrated from index schema {version} to {SCHEMA_VERSION} ({changes}; passages now: {count})"
 
 
 def embed_index(

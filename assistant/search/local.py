@@ -8,7 +8,9 @@ re-exported here):
         print(build_index([Path('passages.jsonl')], Path('index.db')))"
 
 then `LocalIndex(Path('index.db')).search('who painted the night watch')`. User text never reaches FTS5 as
-syntax: it is split into words, stop words dropped, each word quoted, and the words OR-ed.
+syntax: it is split into words, English stop words dropped, each word turned into the index's terms the way its
+passages were (assistant/analysis.py: n-grams of scripts without spaces, the stems of each stemmer the index
+used), each term quoted, and the terms OR-ed.
 
 `retriever` chooses the ranking: `hybrid` (the default) fuses the BM25 top `pool` and the dense top `pool`
 (embeddings, assistant/search/vectors.py) by reciprocal rank fusion; `bm25` and `dense` use one side alone. An
@@ -19,11 +21,11 @@ index without vectors, with damaged ones, or whose embedder cannot load here, is
 from __future__ import annotations
 
 import functools
-import re
 import sqlite3
 from pathlib import Path
 from typing import get_args
 
+from assistant import analysis
 from assistant.errors import BadInput, SearchError
 from assistant.search.base import Retriever, SearchOutcome, SearchResult
 from assistant.search.embed import Embedder, load_embedder
@@ -33,6 +35,7 @@ from assistant.search.index_file import (
     build_index,
     embed_index,
     index_embedder,
+    index_stemmers,
     migrate_index,
     schema_version,
     version_problem,
@@ -69,16 +72,15 @@ class IndexMissing(BadInput, SearchError):
 POOL = 40  # candidates each side hands to the fusion: deeper than what is shown, as issue 13 asks
 
 
-def query_terms(query: str) -> list[str]:
-    """The words of `query` that are searched for: lower-cased, de-duplicated, stop words dropped."""
-    words = list(dict.fromkeys(re.findall(r"\w+", query.lower())))
-    content = [w for w in words if w not in STOP_WORDS]
-    return content or words  # a query of only stop words ("The Who") still searches for something
+def query_terms(query: str, stemmers: list[str | None] | tuple[str | None, ...] = (None,)) -> list[str]:
+    """The terms `query` is searched for in an index built with `stemmers` (None: words as they are):
+    casefolded, de-duplicated, stop words dropped (a query of only stop words, "The Who", keeps them)."""
+    return analysis.query_terms(query, stemmers, STOP_WORDS)
 
 
-def fts_query(query: str) -> str:
+def fts_query(query: str, stemmers: list[str | None] | tuple[str | None, ...] = (None,)) -> str:
     """An FTS5 MATCH expression that cannot be a syntax error: each term quoted, OR-ed together."""
-    return " OR ".join('"' + t.replace('"', '""') + '"' for t in query_terms(query))
+    return " OR ".join('"' + t.replace('"', '""') + '"' for t in query_terms(query, stemmers))
 
 
 def _snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
@@ -114,6 +116,7 @@ class LocalIndex:
         self.threads = threads
         self._con: sqlite3.Connection | None = None
         self._dense: Dense | NoDense | None = None  # loaded at the first search that needs it
+        self._stemmers: list[str | None] = []  # how the index's passages were processed: its queries must match
 
     def _db(self) -> sqlite3.Connection:
         if self._con is None:
@@ -132,6 +135,7 @@ class LocalIndex:
                 con.close()
                 # Not a SearchError: no fallback backend should hide an index that needs the user's hand.
                 raise BadInput(version_problem(self.path, version))
+            self._stemmers = index_stemmers(con)
             self._con = con
         return self._con
 
@@ -145,11 +149,12 @@ class LocalIndex:
 
     def _bm25(self, query: str, n: int) -> list[int]:
         """The rowids of the `n` best BM25 matches of `query`."""
-        match = fts_query(query)
+        con = self._db()
+        match = fts_query(query, self._stemmers)
         if not match:
             return []
         sql = "SELECT rowid FROM docs_fts WHERE docs_fts MATCH ? ORDER BY bm25(docs_fts, ?, 1.0) LIMIT ?"
-        return [r for (r,) in self._db().execute(sql, (match, self.title_weight, n)).fetchall()]
+        return [r for (r,) in con.execute(sql, (match, self.title_weight, n)).fetchall()]
 
     def dense(self) -> Dense | NoDense:
         """The dense side (vectors in memory and the query embedder), or NoDense saying why there is none."""
