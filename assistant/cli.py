@@ -234,16 +234,26 @@ def index_build(
 
 @index_app.command("embed")
 @fails_cleanly
-@with_settings(only=("embedder", "threads"))
+@with_settings(only=("index", "embedder", "threads"))
 def index_embed(
-    index: Annotated[Path, typer.Argument(help="The index file to add vectors to, in place.")],
     settings: Settings,
+    path: Annotated[
+        Path | None,
+        typer.Argument(metavar="INDEX", help="The index to add vectors to, in place (or --index; default: yours)."),
+    ] = None,
     redo: Annotated[
         bool, typer.Option("--redo", help="Drop the vectors it has and embed every passage again.")
     ] = False,
 ) -> None:
     """Add vectors to the passages of an index that lack them (resumes a stopped run); search works meanwhile."""
+    index = _named_index(path, settings)
     typer.echo(f"{_embed(index, settings, redo)} → {index}")
+
+
+def _named_index(path: Path | None, settings: Settings) -> Path:
+    """The index a command works on: the one named as its argument, else --index (as `index add/info/search` take
+    it, or ASSISTANT_INDEX, or the config file), else the default one."""
+    return path if path is not None else settings.index_path()
 
 
 def _embed(index: Path, settings: Settings, redo: bool) -> str:
@@ -306,11 +316,18 @@ def index_info(
 
 @index_app.command("migrate")
 @fails_cleanly
-def index_migrate(index: Annotated[Path, typer.Argument(help="The index file to upgrade in place.")]) -> None:
+@with_settings(only=("index",))
+def index_migrate(
+    settings: Settings,
+    path: Annotated[
+        Path | None,
+        typer.Argument(metavar="INDEX", help="The index file to upgrade in place (or --index; default: yours)."),
+    ] = None,
+) -> None:
     """Upgrade an index built by an older version to this version's layout, in place."""
     from assistant.search.local import migrate_index
 
-    typer.echo(migrate_index(index))
+    typer.echo(migrate_index(_named_index(path, settings)))
 
 
 @index_app.command("search")

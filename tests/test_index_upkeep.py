@@ -68,3 +68,14 @@ def test_info_reads_as_lines_and_missing_files_are_clear_errors(tmp_path: Path):
     gone = cli("index", "info", "--index", str(tmp_path / "nope.db"), code=2)
     assert "index not found" in gone.stderr and "index build" in gone.stderr
     assert info(index)["passages"] == 60, "a failed add changed nothing"
+
+
+def test_embed_and_migrate_take_the_index_as_argument_or_as_index_like_the_other_index_commands(tmp_path: Path):
+    from assistant.search.index_file import SCHEMA_VERSION
+
+    index = tmp_path / "idx.db"
+    cli("index", "build", str(DATA / "passages.jsonl"), "--out", str(index), "--no-embed")
+    for named in (["--index", str(index)], [str(index)]):
+        assert f"already at index schema {SCHEMA_VERSION}" in cli("index", "migrate", *named).stdout, named
+    cli("index", "embed", "--index", str(index))
+    assert info(index)["vectors"] == 60
