@@ -10,8 +10,10 @@ log is the one `assistant batch` uses: kill-safe, locked). `DIR/run.json` record
 search, and every setting that changes answers), and a resumed run must match it; it is checked, or written,
 while the log's lock is held. At the end the report is rebuilt from every row of this selection (evals/report.py).
 
-`answer_in_context` says whether a gold alias occurs in the passages of the final prompt (`Answer.shown`, title
-and text as the prompt shows them): it separates retrieval misses from reading misses.
+`answer_in_context` says whether a gold alias occurs in the passages of the final prompt: it separates retrieval
+misses from reading misses. Each row's `context` lists those passages, `[{n, id, text}]`, with the exact text the
+prompt showed after "[n] " (title, then the passage or, with evidence selection, its excerpt), cited or not, so the
+figure can be recomputed from the rows alone. run.json's `row_format` says which fields rows carry (`ROW_FORMAT`).
 
     assistant eval /work/shared/data/triviaqa/wiki-dev300.jsonl --mode all --limit 20 --search local --index tqa.db
 """
@@ -51,8 +53,10 @@ MODE_SETS = {
 # run.json records them; the search engines' own (index, SearXNG URL) are recorded where the chain uses them.
 ANSWER_SETTINGS = (
     "max_steps",
+    "retriever",
     "context_tokens",
     "shown_sources",
+    "evidence_tokens",
     "max_results",
     "read_pages",
     "max_tokens",
@@ -66,8 +70,11 @@ ANSWER_SETTINGS = (
     "fetch_max_bytes",
     "allow_private",
 )
+# The fields a row carries: 2 added `context` (every source of the final prompt with the text it showed) and took
+# `answer_in_context` from that text rather than from the whole passages. A run of another format is not resumed.
+ROW_FORMAT = 2
 # A resumed run must match these: each changes what the rows measure.
-CHECKED = ("dataset", "model", "backend", "search", "loop", *ANSWER_SETTINGS, "index", "searxng_url")
+CHECKED = ("row_format", "dataset", "model", "backend", "search", "loop", *ANSWER_SETTINGS, "index", "searxng_url")
 
 
 @dataclass
@@ -112,7 +119,7 @@ def eval_row(assistant: Assistant, task: QATask, item: EvalItem) -> dict[str, An
     if final is None:
         raise RuntimeError("the loop ended without an answer")
     scores = task.evaluate(item.example, final.short_answer, final.answer)
-    shown = [f"{found[n].title} {found[n].text}" for n in final.shown if n in found]
+    shown = [c["text"] for c in final.context]
     cited = [f"{found[s.n].title} {found[s.n].text}" for s in final.sources if s.n in found]
     gold = item.example.answers
     yes_no = is_yes_no(gold)  # a yes/no answer is in no text: scored, but left out of the passage checks
@@ -126,6 +133,7 @@ def eval_row(assistant: Assistant, task: QATask, item: EvalItem) -> dict[str, An
         "answer_in_context": answer_in_context(shown, gold) if search and not yes_no else None,
         "citation_right": answer_in_context(cited, gold) if cited and not yes_no else None,
         "sources": [s.public() for s in final.sources],
+        "context": final.context,
         "steps": len(final.steps),
         "queries": [s["arguments"].get("query") for s in final.steps if s["tool"] == "web_search"],
         "prompt_tokens": final.usage.get("prompt_tokens", 0),
@@ -155,6 +163,7 @@ def run_config(assistant: Assistant, dataset: Path) -> dict[str, Any]:
     s = assistant.settings
     chain = s.search_chain()
     return {
+        "row_format": ROW_FORMAT,
         "dataset": str(dataset.expanduser().resolve()),
         "model": assistant.model.name,
         "backend": assistant.spec.backend,

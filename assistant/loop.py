@@ -48,6 +48,7 @@ def answer(
     multi: bool = True,
     context_tokens: int = 600,
     shown_sources: int = 3,
+    evidence_tokens: int = 0,
     max_tokens: int = 256,
     temperature: float = 0.0,
     load_seconds: float = 0.0,
@@ -55,7 +56,8 @@ def answer(
     history: Sequence[Turn] = (),
 ) -> Generator[Event, None, None]:
     """Answer `question`, yielding events; the last event is an `Answer`. `ctx=None` answers closed-book.
-    `prompts`: the route's prompts (assistant/routing.py); `history`: earlier turns of a chat, oldest first."""
+    `prompts`: the route's prompts (assistant/routing.py); `history`: earlier turns of a chat, oldest first;
+    `evidence_tokens` > 0: each source shown as its evidence sentences (assistant/evidence.py)."""
     search = ctx.search if ctx else None
     state = RunState(question, model.name, getattr(search, "name", "none"), ctx)
     state.timings["load"] = load_seconds
@@ -71,7 +73,7 @@ def answer(
     stuck = False  # the last call found nothing new: searching on would only repeat itself
     for step in range(1, max_steps + 1):
         last = not multi or step == max_steps or stuck
-        shown = state.shown(context_tokens, model.count_tokens, shown_sources)
+        shown = state.shown(context_tokens, model.count_tokens, shown_sources, evidence_tokens)
         messages = search_messages(question, shown, state.notes, example, turns, prompts)
         reply = yield from generation(model, messages, opts, state)
         parsed = parse_answer(reply.text, {s.n for s in shown}, question)

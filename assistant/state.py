@@ -16,9 +16,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from assistant.events import Answer, Event, Source, ToolCalled, ToolReturned
+from assistant.evidence import excerpts
 from assistant.models.base import Completion, Usage
 from assistant.passages import cap_tokens
-from assistant.prompting import ParsedAnswer, abstained, attribute, supported
+from assistant.prompting import ParsedAnswer, abstained, attribute, shown_text, supported
 from assistant.tools import Tool, ToolContext, ToolResult, ToolRetry
 
 log = logging.getLogger(__name__)
@@ -120,11 +121,20 @@ class RunState:
         self.seen[id] = self.seen[digest] = source.n
         return source
 
-    def shown(self, budget: int, count: Callable[[str], int], most: int = 3) -> list[Source]:
-        """The best `most` sources that fit `budget` tokens: newest step first, then the search engine's order."""
+    def shown(self, budget: int, count: Callable[[str], int], most: int = 3, evidence: int = 0) -> list[Source]:
+        """The best `most` sources that fit `budget` tokens: newest step first, then the search engine's order.
+        `evidence` > 0 shows each of them as its sentences that bear on the question, in about that many tokens
+        (assistant/evidence.py); the source keeps its number and id, so a citation still names all of it."""
+        ordered = sorted(self.sources, key=lambda s: (-self.rank[s.n][0], self.rank[s.n][1]))
+        if evidence > 0:
+            # Sentences are weighed against each other across the candidates that may be shown, not the page.
+            candidates = ordered[:most]
+            query = self.ctx.question if self.ctx else self.question  # a chat's follow-up: its standalone query
+            cut = excerpts(query, [s.text for s in candidates], evidence, count)
+            ordered = [replace(s, text=t) for s, t in zip(candidates, cut, strict=True)]
         chosen: list[Source] = []
         used = 0
-        for s in sorted(self.sources, key=lambda s: (-self.rank[s.n][0], self.rank[s.n][1])):
+        for s in ordered:
             if len(chosen) == most:
                 break
             head = f"[{s.n}] {s.title}: "
@@ -203,6 +213,7 @@ class RunState:
             grounded=grounded,
             notes=notes,
             shown=[s.n for s in shown],
+            context=[{"n": s.n, "id": s.id, "text": shown_text(s)} for s in shown],
         )
 
 
