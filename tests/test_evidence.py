@@ -97,13 +97,16 @@ def test_evidence_shows_more_sources_in_the_same_budget_and_keeps_them_whole_for
 
 
 def test_an_eval_row_records_the_text_the_prompt_showed(fake_model, index: Path, two_questions: Path, tmp_path):  # noqa: F811
-    fake_model.enqueue("Bogotá [1]", "Humber [2]")
+    fake_model.enqueue("Bogotá", "Humber", "Bogotá [1]", "Humber [2]")  # plain, then rag
     out = tmp_path / "run"
-    run = eval_run(fake_model, index, two_questions, out, ["rag"])
+    run = eval_run(fake_model, index, two_questions, out, ["plain", "rag"])
     run.config = run_config(run.assistants.get(), two_questions)
     rows = run.run()
-    row = next(r for r in rows if r["id"] == COLOMBIA)
+    plain = next(r for r in rows if r["id"] == COLOMBIA and r["mode"] == "plain")
     prompt = fake_model.history[0][0][-1].content
+    assert len(plain["context"]) == 3 and all(f"[{c['n']}] {c['text']}" in prompt for c in plain["context"])
+    row = next(r for r in rows if r["id"] == COLOMBIA and r["mode"] == "rag")
+    prompt = fake_model.history[2][0][-1].content
     assert row["context"] and all(set(c) == {"n", "id", "text"} for c in row["context"])
     assert all(f"[{c['n']}] {c['text']}" in prompt for c in row["context"]), "the exact text after [n]"
     assert row["context"][0]["id"] == "triviaqa-1949" and row["context"][0]["text"].startswith("Bogotá: ")
