@@ -29,9 +29,14 @@ OPTIONS = GenerationOptions(max_tokens=48, temperature=0.0)
 
 def plain_messages(question: str, sources: list[Source]) -> list[Message]:
     """The baseline's two messages: the fixed system prompt, then the numbered results and the question."""
-    results = "\n\n".join(f"[{i}] {s.title}: {s.text.strip()}" for i, s in enumerate(sources, 1))
+    results = "\n\n".join(f"[{i}] {shown_text(s)}" for i, s in enumerate(sources, 1))
     user = f"Search results:\n{results}\n\nQuestion: {question}\nReply with only the short answer (a few words)."
     return [Message("system", SYSTEM), Message("user", user)]
+
+
+def shown_text(source: Source) -> str:
+    """A result as the baseline's prompt shows it after its number."""
+    return f"{source.title}: {source.text.strip()}"
 
 
 def first_line(reply: str) -> str:
@@ -61,4 +66,5 @@ def plain_answer(question: str, model: ModelBackend, ctx: ToolContext) -> Iterat
         search=state.search,
         notes=list(dict.fromkeys(state.problems)),
         shown=[s.n for s in shown],
+        context=[{"n": i, "id": s.id, "text": shown_text(s)} for i, s in enumerate(shown, 1)],
     )

@@ -125,7 +125,7 @@ def fails_cleanly(fn: F) -> F:
 _SHORT = {"model": "-m", "search": "-s"}
 _PANELS = {
     "Model": ("model", "backend", "base_url", "n_ctx", "threads", "temperature", "max_tokens"),
-    "Answer": ("loop", "max_steps", "context_tokens", "shown_sources"),
+    "Answer": ("loop", "max_steps", "context_tokens", "shown_sources", "evidence_tokens"),
     "Language": ("lang", "lang_threshold", "multilingual_model", "route_memory_mb"),
 }
 _NOT_FLAGS = ("routes", "api_key")

@@ -10,8 +10,10 @@ log is the one `assistant batch` uses: kill-safe, locked). `DIR/run.json` record
 search, and every setting that changes answers), and a resumed run must match it; it is checked, or written,
 while the log's lock is held. At the end the report is rebuilt from every row of this selection (evals/report.py).
 
-`answer_in_context` says whether a gold alias occurs in the passages of the final prompt (`Answer.shown`, title
-and text as the prompt shows them): it separates retrieval misses from reading misses.
+`answer_in_context` says whether a gold alias occurs in the passages of the final prompt: it separates retrieval
+misses from reading misses. Each row's `context` lists those passages, `[{n, id, text}]`, with the exact text the
+prompt showed after "[n] " (title, then the passage or, with evidence selection, its excerpt), cited or not, so the
+figure can be recomputed from the rows alone. run.json's `row_format` says which fields rows carry (`ROW_FORMAT`).
 
     assistant eval /work/shared/data/triviaqa/wiki-dev300.jsonl --mode all --limit 20 --search local --index tqa.db
 """
@@ -52,8 +54,10 @@ MODE_SETS = {
 ANSWER_SETTINGS = (
     "retriever",
     "max_steps",
+    "retriever",
     "context_tokens",
     "shown_sources",
+    "evidence_tokens",
     "max_results",
     "read_pages",
     "max_tokens",
@@ -69,8 +73,11 @@ ANSWER_SETTINGS = (
     "confidence_threshold",
     "second_look",
 )
+# The fields a row carries: 2 added `context` (every source of the final prompt with the text it showed) and took
+# `answer_in_context` from that text rather than from the whole passages. A run of another format is not resumed.
+ROW_FORMAT = 2
 # A resumed run must match these: each changes what the rows measure.
-CHECKED = ("dataset", "model", "backend", "search", "loop", *ANSWER_SETTINGS, "index", "searxng_url")
+CHECKED = ("row_format", "dataset", "model", "backend", "search", "loop", *ANSWER_SETTINGS, "index", "searxng_url")
 
 
 @dataclass
@@ -119,7 +126,7 @@ def eval_row(assistant: Assistant, task: QATask, item: EvalItem) -> dict[str, An
     if final is None:
         raise RuntimeError("the loop ended without an answer")
     scores = task.evaluate(item.example, final.short_answer, final.answer)
-    shown = [f"{found[n].title} {found[n].text}" for n in final.shown if n in found]
+    shown = [c["text"] for c in final.context]
     cited = [f"{found[s.n].title} {found[s.n].text}" for s in final.sources if s.n in found]
     gold = item.example.answers
     yes_no = is_yes_no(gold)  # a yes/no answer is in no text: scored, but left out of the passage checks
@@ -137,6 +144,7 @@ def eval_row(assistant: Assistant, task: QATask, item: EvalItem) -> dict[str, An
         "uncertain": final.uncertain if final.confidence is not None else None,
         "looks": [{**look, **_scored(task, item.example, look["short_answer"])} for look in final.looks],
         "sources": [s.public() for s in final.sources],
+        "context": final.context,
         "steps": len(final.steps),
         "queries": [s["arguments"].get("query") for s in final.steps if s["tool"] == "web_search"],
         "prompt_tokens": final.usage.get("prompt_tokens", 0),
@@ -172,6 +180,7 @@ def run_config(assistant: Assistant, dataset: Path) -> dict[str, Any]:
     s = assistant.settings
     chain = s.search_chain()
     return {
+        "row_format": ROW_FORMAT,
         "dataset": str(dataset.expanduser().resolve()),
         "model": assistant.model.name,
         "backend": assistant.spec.backend,

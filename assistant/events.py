@@ -91,6 +91,8 @@ class Answer:
     grounded: bool = False  # it cites a source that holds it (ask exits 0), else it is from memory or uncertain (3)
     notes: list[str] = field(default_factory=list)
     shown: list[int] = field(default_factory=list)  # the numbers of the sources in the final prompt
+    # those sources as the final prompt showed them, {n, id, text}: text is what followed "[n] " (title included)
+    context: list[dict[str, Any]] = field(default_factory=list)
     lang: str | None = None  # the detected (or --lang) language; set by assistant/routing.py
     lang_confidence: float | None = None
     route: dict[str, Any] | None = None  # language, model, prompt, region, answer_language, fallback, detect_ms
@@ -99,11 +101,11 @@ class Answer:
     looks: list[dict[str, Any]] = field(default_factory=list)  # each answer considered: short_answer, confidence, …
 
     def to_dict(self) -> dict[str, Any]:
-        """The `ask --json` object (`shown` and `looks` stay internal: evals read them to see what the model was
-        given and what it answered at each look)."""
+        """The `ask --json` object (`shown`, `context` and `looks` stay internal: evals read them to see what the
+        model was given and what it answered at each look)."""
         data = asdict(self)
         data["sources"] = [s.public() for s in self.sources]
-        del data["shown"], data["looks"]
+        del data["shown"], data["context"], data["looks"]
         return data
 
 

@@ -67,6 +67,7 @@ def answer(
     multi: bool = True,
     context_tokens: int = 600,
     shown_sources: int = 3,
+    evidence_tokens: int = 0,
     max_tokens: int = 256,
     temperature: float = 0.0,
     load_seconds: float = 0.0,
@@ -75,7 +76,8 @@ def answer(
     judging: Judging = Judging(),  # noqa: B008 (a frozen value, shared safely)
 ) -> Generator[Event, None, None]:
     """Answer `question`, yielding events; the last event is an `Answer`. `ctx=None` answers closed-book.
-    `prompts`: the route's prompts (assistant/routing.py); `history`: earlier turns of a chat, oldest first."""
+    `prompts`: the route's prompts (assistant/routing.py); `history`: earlier turns of a chat, oldest first;
+    `evidence_tokens` > 0: each source shown as its evidence sentences (assistant/evidence.py)."""
     search = ctx.search if ctx else None
     state = RunState(question, model.name, getattr(search, "name", "none"), ctx)
     state.timings["load"] = load_seconds
@@ -100,7 +102,7 @@ def answer(
     stuck = False  # the last call found nothing new: searching on would only repeat itself
     for step in range(1, max_steps + 1):
         last = not multi or step == max_steps or stuck
-        shown = state.shown(context_tokens, model.count_tokens, shown_sources)
+        shown = state.shown(context_tokens, model.count_tokens, shown_sources, evidence_tokens)
         best = yield from read(shown)
         if last or best.look.supported:  # else it earns another search
             break
@@ -121,7 +123,7 @@ def answer(
         # so the model reads the next candidates of the ranking; nothing new found, no second answer.
         yield StepStarted(step + 1)
         yield from state.call(step + 1, tools["web_search"], {"query": query}, "policy", 2 * ctx.max_results)
-        deeper = state.shown(context_tokens, model.count_tokens, shown_sources)
+        deeper = state.shown(context_tokens, model.count_tokens, shown_sources, evidence_tokens)
         if {s.n for s in deeper} - {s.n for s in best.shown}:
             second = yield from read(deeper)
             looks.append(second.look)

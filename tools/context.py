@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from assistant.search.base import SearchBackend
 from assistant.search.cache import Cache
+from assistant.search.pages import PageRanker
 from assistant.web import FetchPolicy
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ class ToolContext:
     fetches: int = 0  # pages this question has fetched already
     known_urls: frozenset[str] = frozenset()  # fetch_page may read only URLs that search returned
     model: ModelBackend | None = None  # the run's own model, for tools that generate (extract_json)
+    ranker: PageRanker = field(default_factory=lambda: PageRanker("bm25"))  # orders a fetched page's passages
 
     @property
     def fetches_left(self) -> int:

@@ -1,7 +1,8 @@
 """`fetch_page`: read a web page and keep the passages most relevant to the question.
 
 Pages are fetched under the run's `FetchPolicy` (schemes, private addresses, size and time caps) and split into
-~100-word passages ranked by BM25 against the question, so only a few hundred tokens of a page reach the model.
+~100-word passages ranked against the question by the run's `PageRanker` (BM25 and embeddings fused, or BM25
+alone: `--retriever`), so only a few hundred tokens of a page reach the model.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from collections.abc import Generator
 
 from assistant.errors import FetchError
 from assistant.events import PageRead
-from assistant.passages import rank_passages, split_passages
+from assistant.passages import split_passages
 from assistant.tools.context import Passage, ToolContext, ToolResult, ToolRetry
 from assistant.web import fetch_page as fetch
 from assistant.web import page_key
@@ -62,8 +63,10 @@ def read_passages(
         result.failures.append(f"{url} has no readable text")
         yield PageRead(url, ok=False, detail="no readable text")
         return None
-    ranked = rank_passages(f"{ctx.question} {query}", chunks)
-    best = sorted(i for _, i in ranked[: ctx.passages_per_page])  # keep page order: it reads better
     title = title or cached["title"] or url
+    ranking = ctx.ranker.rank(f"{ctx.question} {query}".strip(), title, chunks)
+    if ranking.note:
+        result.notes.append(ranking.note)
+    best = sorted(ranking.order[: ctx.passages_per_page])  # keep page order: it reads better
     yield PageRead(url, ok=True, detail=f"{len(best)} passages")
     return [Passage(f"{url}#{i}", title, cached["url"] or url, chunks[i], chunks[i][:200]) for i in best]
