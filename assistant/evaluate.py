@@ -52,7 +52,6 @@ MODE_SETS = {
 # The settings that change answers (what is searched, read, prompted, generated, and which route answers), as
 # run.json records them; the search engines' own (index, SearXNG URL) are recorded where the chain uses them.
 ANSWER_SETTINGS = (
-    "retriever",
     "max_steps",
     "retriever",
     "context_tokens",

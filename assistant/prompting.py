@@ -118,8 +118,8 @@ class Prompts:
 
     lang: str = "en"
     answer_line: str = ""
-    instructions: str = ""
     question_lang: str = "en"  # the route's language: how the answer is trimmed (`trim_restatement`)
+    instructions: str = ""
 
     def text(self, name: str) -> str:
         """The prompt `name` of this route."""

@@ -134,9 +134,9 @@ def route_prompts(prompts: str, answer: str, question_lang: str = DEFAULT_LANG) 
     if not answer or answer == prompts == DEFAULT_LANG:
         return Prompts(prompts, question_lang=question_lang)
     if answer == prompts:
-        return Prompts(prompts, language_prompts(prompts).get("answer_in", ""), question_lang)
+        return Prompts(prompts, language_prompts(prompts).get("answer_in", ""), question_lang=question_lang)
     name = LANGUAGES[answer].name if answer in LANGUAGES else answer
-    return Prompts(prompts, f"Answer in {name}, in the words of the sources.", question_lang)
+    return Prompts(prompts, f"Answer in {name}, in the words of the sources.", question_lang=question_lang)
 
 
 def route_configs(settings: Settings) -> dict[str, RouteConfig]:

@@ -355,5 +355,7 @@ def test_ask_through_the_cli_with_a_transformers_folder(phi3_folder: Path, tmp_p
             "--json",
         ],
     )
-    assert result.exit_code == 3, result.output  # random weights: an answer no source holds
-    assert json.loads(result.stdout)["steps"][0]["sources"] == [1]
+    # random weights: an answer no source holds, after a second look: uncertain
+    assert result.exit_code == 4, result.output
+    data = json.loads(result.stdout)
+    assert data["steps"][0]["sources"] == [1] and data["uncertain"] is True and data["confidence"] < 0.5

@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from assistant.confidence import Judging
 from assistant.events import Answer, ToolCalled, ToolReturned
 from assistant.loop import answer
 from assistant.models.base import GenerationOptions, Message, generate
@@ -166,7 +167,8 @@ def test_the_same_call_at_every_step_runs_once_and_the_loop_ends(fake_model):
     search = ListSearch(table={QUESTION: [NIGHT_WATCH]})
     fake_model.enqueue("Answer: unknown", again, "Answer: unknown", again, "Answer: unknown")
     ctx = ToolContext(QUESTION, search, FetchPolicy(), fake_model.count_tokens)
-    final = list(answer(QUESTION, fake_model, ctx, default_tools(), max_steps=5))[-1]
+    one_look = Judging(second_look=False)  # the model's own repeated call is under test, not the second look
+    final = list(answer(QUESTION, fake_model, ctx, default_tools(), max_steps=5, judging=one_look))[-1]
     assert isinstance(final, Answer) and search.queries == [QUESTION]
     assert len(fake_model.history) == 3, "a repeat finds nothing new, which ends the search"
     assert any("was refused: web_search was already called with these arguments" in n for n in final.notes)
