@@ -4,9 +4,7 @@ alone as a setting, and BM25 with a note when no embedder loads. The page is ser
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,7 @@ from assistant.search.pages import PageRanker
 from assistant.settings import load_settings
 from assistant.tools import ToolContext, default_tools
 from assistant.web import FetchPolicy
+from tests.html_site import html_site
 from tests.test_loop import ListSearch
 
 DATA = Path(__file__).parent / "data"
@@ -41,25 +40,10 @@ def page_paragraphs() -> list[str]:
 PAGE = "<html><head><title>Notes</title></head><body><article>{}</article></body></html>"
 
 
-class Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = PAGE.format("".join(f"<p>{p}</p>" for p in page_paragraphs())).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def site() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with html_site(lambda path: PAGE.format("".join(f"<p>{p}</p>" for p in page_paragraphs()))) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

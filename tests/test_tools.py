@@ -3,10 +3,8 @@ prompt injection fenced as data, and tool schemas derived from signatures."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -16,6 +14,7 @@ from assistant.search.base import SearchResult
 from assistant.state import RunState
 from assistant.tools import ToolContext, ToolRetry, default_tools, tool
 from assistant.web import FetchPolicy
+from tests.html_site import html_site
 from tests.test_loop import ListSearch
 
 ARTICLE = """<html><head><title>The Night Watch - Art Encyclopedia</title></head><body>
@@ -28,25 +27,10 @@ perception of motion in what would have traditionally been a static military por
 </article></body></html>"""
 
 
-class Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = ARTICLE.encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def site() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with html_site(lambda path: ARTICLE) as url:
+        yield url
 
 
 def web(site: str) -> ListSearch:
