@@ -123,11 +123,12 @@ def query_terms(query: str, stemmers: Iterable[str | None], stop_words: frozense
 
 @functools.cache
 def identifier() -> Any:
-    """py3langid over every language it knows (its 4.5 MB model, read once a process, about 1 s)."""
+    """py3langid over every language it knows (its 4.5 MB model, read once a process, about 1 s): the one copy that
+    indexing and routing (assistant/routing.py, which restricts copies of it to its routes) share."""
     try:
         from py3langid.langid import MODEL_FILE, LanguageIdentifier
     except ImportError:
-        raise AssistantError("indexing needs py3langid to tell a passage's language — pip install py3langid") from None
+        raise AssistantError("telling a text's language needs py3langid — pip install py3langid") from None
     return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
 
 

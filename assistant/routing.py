@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from assistant.analysis import identifier
 from assistant.errors import AssistantError, BadInput
 from assistant.languages import LANGUAGES
 from assistant.models import ModelBackend, ModelSpec, close_model, load_model, resolve_model
@@ -66,22 +67,16 @@ _LOADING = threading.Lock()
 
 def _full_identifier() -> Any:
     with _LOADING:  # a second caller waits for the first load instead of starting its own
-        return _load_identifier()
+        try:
+            return identifier()
+        except AssistantError as e:
+            raise AssistantError(f"{e}, or pass --lang en") from None
 
 
 def preload() -> None:
     """Read the detection model (about 1 s) in a thread, while the default model loads."""
     with contextlib.suppress(AssistantError):
         _full_identifier()
-
-
-@functools.cache
-def _load_identifier() -> Any:
-    try:
-        from py3langid.langid import MODEL_FILE, LanguageIdentifier
-    except ImportError:
-        raise AssistantError("language detection needs py3langid — pip install py3langid, or pass --lang en") from None
-    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
 
 
 def detectable(codes: list[str]) -> tuple[str, ...]:
@@ -281,7 +276,7 @@ def measure(folder: Path, threshold: float, languages: tuple[str, ...]) -> str:
     import json
     import statistics
 
-    _load_identifier.cache_clear()
+    identifier.cache_clear()
     _identifier.cache_clear()
     start = time.perf_counter()
     detect("warm up", languages)  # reads the model and restricts it to `languages`
