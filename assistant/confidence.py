@@ -87,12 +87,25 @@ class Look:
     confidence: float
     probability: float | None  # None: the backend gave no token probabilities
     supported: bool
+    # What replaying another threshold from an eval row needs (evals/confidence.py): the sources the answering
+    # prompt showed, as shown; those the answer cites (attributed when it cites none, as the final answer is); and
+    # what the look cost: its generation, and for a second look its search as well.
+    context: tuple[tuple[int, str], ...] = ()
+    cited: tuple[int, ...] = ()
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
 
     def record(self) -> dict[str, object]:
-        """The look as eval rows keep it."""
+        """The look as eval rows keep it (the evaluator scores `context` and drops it)."""
         return {
             "short_answer": self.short_answer,
             "confidence": self.confidence,
             "token_probability": None if self.probability is None else round(self.probability, 4),
             "supported": self.supported,
+            "context": [{"n": n, "text": text} for n, text in self.context],
+            "cited": list(self.cited),
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "seconds": round(self.seconds, 3),
         }

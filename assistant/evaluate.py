@@ -73,8 +73,9 @@ ANSWER_SETTINGS = (
     "second_look",
 )
 # The fields a row carries: 2 added `context` (every source of the final prompt with the text it showed) and took
-# `answer_in_context` from that text rather than from the whole passages. A run of another format is not resumed.
-ROW_FORMAT = 2
+# `answer_in_context` from that text rather than from the whole passages; 3 gave each look its own scores of what it
+# was shown and cited, and its cost (what replaying another threshold needs). A run of another format is not resumed.
+ROW_FORMAT = 3
 # A resumed run must match these: each changes what the rows measure.
 CHECKED = ("row_format", "dataset", "model", "backend", "search", "loop", *ANSWER_SETTINGS, "index", "searxng_url")
 
@@ -141,7 +142,7 @@ def eval_row(assistant: Assistant, task: QATask, item: EvalItem) -> dict[str, An
         "citation_right": answer_in_context(cited, gold) if cited and not yes_no else None,
         "confidence": final.confidence,
         "uncertain": final.uncertain if final.confidence is not None else None,
-        "looks": [{**look, **_scored(task, item.example, look["short_answer"])} for look in final.looks],
+        "looks": [_look_row(task, item.example, look, found, search and not yes_no) for look in final.looks],
         "sources": [s.public() for s in final.sources],
         "context": final.context,
         "steps": len(final.steps),
@@ -158,10 +159,23 @@ def eval_row(assistant: Assistant, task: QATask, item: EvalItem) -> dict[str, An
     }
 
 
-def _scored(task: QATask, example: QAExample, short_answer: str) -> dict[str, float]:
-    """EM and F1 of one look's short answer: what evals/confidence.py needs to replay other thresholds."""
-    scores = task.evaluate(example, short_answer, short_answer)
-    return {"em": scores.em, "f1": round(scores.f1, 4)}
+def _look_row(
+    task: QATask, example: QAExample, look: dict[str, Any], found: dict[int, Source], passages: bool
+) -> dict[str, Any]:
+    """One look as the row keeps it, scored as the row is, so that evals/confidence.py can replay the answer,
+    its scores and its cost at another threshold: EM and F1 of its short answer, whether its prompt held a gold
+    alias and whether a source it cites does (None where the row's are None); the texts it was shown are dropped."""
+    scores = task.evaluate(example, look["short_answer"], look["short_answer"])
+    gold = example.answers
+    shown = [c["text"] for c in look.get("context", [])]
+    cited = [f"{found[n].title} {found[n].text}" for n in look.get("cited", []) if n in found]
+    return {
+        **{k: v for k, v in look.items() if k != "context"},
+        "em": scores.em,
+        "f1": round(scores.f1, 4),
+        "answer_in_context": answer_in_context(shown, gold) if passages else None,
+        "citation_right": answer_in_context(cited, gold) if cited and passages else None,
+    }
 
 
 def _head(item: EvalItem) -> dict[str, Any]:

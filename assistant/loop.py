@@ -20,6 +20,7 @@ go into every prompt, and a follow-up is searched with a standalone query (promp
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, replace
 
@@ -32,11 +33,13 @@ from assistant.prompting import (
     Prompts,
     Turn,
     abstained,
+    attribute,
     closed_messages,
     fit_history,
     next_step_messages,
     parse_answer,
     search_messages,
+    shown_text,
     standalone_query,
     supported,
 )
@@ -93,17 +96,23 @@ def answer(
     query = standalone_query(question, history)
     yield from state.call(1, tools["web_search"], {"query": query}, by="policy")
 
-    def read(shown: list[Source]) -> Generator[Event, None, Candidate]:
+    def read(shown: list[Source], started: float) -> Generator[Event, None, Candidate]:
         messages = search_messages(question, shown, state.notes, example, turns, prompts)
         reply = yield from generation(model, messages, opts, state)
         parsed = parse_answer(reply.text, {s.n for s in shown}, question, prompts.question_lang)
-        return judged(parsed, reply, question, shown)
+        candidate = judged(parsed, reply, question, shown)
+        u, seconds = reply.usage, time.perf_counter() - started
+        look = candidate.look
+        candidate.look = replace(
+            look, prompt_tokens=u.prompt_tokens, completion_tokens=u.completion_tokens, seconds=seconds
+        )
+        return candidate
 
     stuck = False  # the last call found nothing new: searching on would only repeat itself
     for step in range(1, max_steps + 1):
         last = not multi or step == max_steps or stuck
         shown = state.shown(context_tokens, model.count_tokens, shown_sources, evidence_tokens)
-        best = yield from read(shown)
+        best = yield from read(shown, time.perf_counter())
         if last or best.look.supported:  # else it earns another search
             break
         yield StepStarted(step + 1)
@@ -122,10 +131,11 @@ def answer(
         # A second look: the same query, twice as deep. Sources already shown keep their place (RunState.shown),
         # so the model reads the next candidates of the ranking; nothing new found, no second answer.
         yield StepStarted(step + 1)
+        started = time.perf_counter()  # the second look's cost counts its search
         yield from state.call(step + 1, tools["web_search"], {"query": query}, "policy", 2 * ctx.max_results)
         deeper = state.shown(context_tokens, model.count_tokens, shown_sources, evidence_tokens)
         if {s.n for s in deeper} - {s.n for s in best.shown}:
-            second = yield from read(deeper)
+            second = yield from read(deeper, started)
             looks.append(second.look)
             best = second if second.look.confidence > best.look.confidence else best
     yield state.answer(best.parsed, best.shown, best.look, looks, judging)
@@ -136,7 +146,16 @@ def judged(parsed: ParsedAnswer, reply: Completion, question: str, shown: list[S
     probability = answer_probability(reply.logprobs, parsed.short_answer)
     held = supported(parsed.short_answer, question, shown)
     gave_up = abstained(parsed.short_answer)
-    look = Look(parsed.short_answer, confidence(probability, held, gave_up), probability, held)
+    # The sources it would cite: its own citations, else those that contain the answer (RunState.answer does the same).
+    cited = tuple(parsed.cited) or tuple(attribute(parsed.short_answer, question, shown)[:3] if shown else ())
+    look = Look(
+        parsed.short_answer,
+        confidence(probability, held, gave_up),
+        probability,
+        held,
+        context=tuple((s.n, shown_text(s)) for s in shown),
+        cited=cited,
+    )
     cited_first = sorted(shown, key=lambda s: s.n not in parsed.cited)
     form = source_form(parsed.short_answer, [f"{s.title}\n{s.text}" for s in cited_first])
     if form != parsed.short_answer and not gave_up:

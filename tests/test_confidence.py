@@ -128,6 +128,13 @@ def test_below_the_threshold_a_second_look_reads_the_next_candidates(fake_model:
     assert "[2] Painting 2" not in second and "[3] Painting 3" not in second, "then the best one already read"
     assert a.short_answer == "Rijksmuseum" and not a.uncertain and a.confidence == 0.95
     assert [look["confidence"] for look in a.looks] == [0.6, 0.95]
+    # Each look keeps what replaying another threshold needs: what it was shown, what it cites, what it cost.
+    first, again = a.looks
+    assert [c["n"] for c in first["context"]] == [1, 2, 3] and first["cited"] == [1]
+    assert [c["n"] for c in again["context"]] == [1, 4, 5] and again["cited"] == [4]
+    assert again["context"][1]["text"].startswith("Rijksmuseum: "), "as the prompt showed it"
+    assert first["prompt_tokens"] + again["prompt_tokens"] == a.usage["prompt_tokens"]
+    assert again["seconds"] > 0
 
 
 def test_still_below_it_the_best_candidate_is_marked_uncertain(fake_model: FakeModel) -> None:

@@ -62,16 +62,18 @@ def test_eval_rows_carry_confidence_and_the_report_its_table(loaded_model: FakeM
     assert result.exit_code == 0, result.output
     (r,) = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert (r["prediction"], r["em"], r["confidence"], r["uncertain"]) == ("Bogotá", 1.0, 0.75, False), r
-    assert r["looks"] == [
-        {
-            "short_answer": "Bogotá",
-            "confidence": 0.75,
-            "token_probability": 0.5,
-            "supported": True,
-            "em": 1.0,
-            "f1": 1.0,
-        }
-    ]
+    (look,) = r["looks"]
+    assert {k: look[k] for k in ("short_answer", "confidence", "token_probability", "supported", "em", "f1")} == {
+        "short_answer": "Bogotá",
+        "confidence": 0.75,
+        "token_probability": 0.5,
+        "supported": True,
+        "em": 1.0,
+        "f1": 1.0,
+    }
+    assert (look["answer_in_context"], look["citation_right"], look["cited"]) == (True, True, [1]), look
+    assert look["prompt_tokens"] == r["prompt_tokens"] > 0 and 0 < look["seconds"] <= r["seconds"], "one look: all"
+    assert "context" not in look, "the texts a look was shown are scored, not kept twice"
     assert json.loads((out / "run.json").read_text())["confidence_threshold"] == 0.7
     assert "Confidence, search" in (out / "report.md").read_text()
 
