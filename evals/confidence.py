@@ -23,6 +23,12 @@ Choose on one dataset (HotpotQA dev) and report on another (wiki-dev300), so the
 
     python -m assistant.evals.confidence runs/hotpot100-smol --choose          # pick a threshold
     python -m assistant.evals.confidence runs/tqa300-smol --threshold 0.42     # report at it
+    python -m assistant.evals.confidence runs/tqa300-smol --threshold 0.42 --replay-out runs/tqa300-smol-at-0.42
+
+`--replay-out` writes the whole run (every mode) as it would have been at the threshold, from a run made at that
+threshold or a higher one: each row's answer, scores and cost from the look the loop would have kept, less the
+cost of a second look it would not have taken (`replayed_row`), with the eval's own report of those rows. So one
+run at 1.0 gives the product at its default threshold, paired against plain, and the cost of the second look.
 """
 
 from __future__ import annotations
@@ -82,6 +88,59 @@ def replay(row: dict[str, Any], threshold: float) -> Outcome:
         for look in looks[1:]:
             chosen = look if look["confidence"] > chosen["confidence"] else chosen
     return Outcome(float(chosen["confidence"]), bool(chosen["em"]))
+
+
+def replayed_row(row: dict[str, Any], threshold: float) -> dict[str, Any]:
+    """`row` as the loop would have written it at `threshold` (`replay`'s choice of look): its prediction, scores,
+    confidence and cost from the chosen look, less the cost of a look not taken. `match` scores the whole answer,
+    which looks do not keep: it is None. Rows without looks (plain, closed) come back as they are."""
+    looks = row.get("looks") or []
+    if not looks or row.get("error"):
+        return row
+    taken = looks if looks[0]["confidence"] < threshold else looks[:1]
+    chosen = taken[0]
+    for look in taken[1:]:
+        chosen = look if look["confidence"] > chosen["confidence"] else chosen
+    skipped = looks[len(taken) :]
+    less = {k: sum(look.get(k, 0) for look in skipped) for k in ("prompt_tokens", "completion_tokens", "seconds")}
+    return {
+        **row,
+        "prediction": chosen["short_answer"],
+        "answer": None,
+        "em": chosen["em"],
+        "f1": chosen["f1"],
+        "match": None,
+        "answer_in_context": chosen.get("answer_in_context"),
+        "citation_right": chosen.get("citation_right"),
+        "confidence": chosen["confidence"],
+        "uncertain": chosen["confidence"] < threshold,
+        "looks": taken,
+        "prompt_tokens": row["prompt_tokens"] - less["prompt_tokens"],
+        "completion_tokens": row["completion_tokens"] - less["completion_tokens"],
+        "seconds": round(row["seconds"] - less["seconds"], 3),
+        "replayed_at": threshold,
+    }
+
+
+def write_replay(folder: Path, threshold: float, out: Path) -> dict[str, Any]:
+    """Replay every row of the run in `folder` at `threshold` (no higher than the run's own) into `out`: its
+    results.jsonl, a run.json that says so, and the eval report (evals/report.py) of those rows."""
+    from assistant.evals.report import write_report
+
+    config = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+    ran = float(config["confidence_threshold"] if config.get("confidence_threshold") is not None else 0.5)
+    if threshold > ran:
+        raise ValueError(f"a run at threshold {ran} replays thresholds up to it, not {threshold}")
+    rows = [json.loads(line) for line in (folder / "results.jsonl").read_text(encoding="utf-8").splitlines() if line]
+    if any("prompt_tokens" not in look for r in rows for look in r.get("looks") or []):
+        raise ValueError(f"{folder} was written before looks kept their cost (row_format < 3): it cannot be replayed")
+    replayed = [replayed_row(r, threshold) for r in rows]
+    out.mkdir(parents=True, exist_ok=True)
+    config = {**config, "confidence_threshold": threshold, "replayed_from": {"folder": str(folder), "threshold": ran}}
+    (out / "run.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    (out / "results.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in replayed))
+    modes = [m for m in ("closed", "plain", "rag", "search") if any(r["mode"] == m for r in replayed)]
+    return write_report(out, replayed, modes, config)
 
 
 def at_threshold(rows: Sequence[dict[str, Any]], threshold: float) -> AtThreshold:
@@ -237,6 +296,11 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--choose", action="store_true", help="choose the threshold by the rule, and report at it")
     parser.add_argument("--min-answered", type=float, default=0.3, help="share to keep answered unflagged (0.3)")
     parser.add_argument("--plot", type=Path, help="where to write the plot (default: FOLDER/confidence.png)")
+    parser.add_argument(
+        "--replay-out",
+        type=Path,
+        help="also write the whole run replayed at the threshold (rows, run.json, report) into this folder",
+    )
     args = parser.parse_args(argv)
     rows, config = read_rows(args.folder, args.mode)
     if not rows:
@@ -251,6 +315,15 @@ def main(argv: list[str]) -> None:
     title = f"{dataset} · {config.get('model')} · {args.mode} · code {config.get('code')}"
     print(markdown(summary(rows, threshold), f"## {title}"), end="")
     plot(rows, threshold, args.plot or args.folder / "confidence.png", title)
+    if args.replay_out:
+        from assistant.evals.report import markdown as report_table
+
+        try:
+            replayed = write_replay(args.folder, threshold, args.replay_out)
+        except ValueError as e:
+            sys.exit(f"error: {e}")
+        print(f"\n## The run replayed at threshold {threshold:.2f} ({args.replay_out})\n")
+        print(report_table(replayed), end="")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -58,7 +58,7 @@ def summarize(rows: list[dict[str, Any]], modes: list[str], config: dict[str, An
         per_mode[m] = {
             "n": len(good),
             "errors": sum(1 for r in rows if r["mode"] == m and r.get("error")),
-            **{k: _mean([float(r[k]) for r in good], 100) for k in METRICS},
+            **{k: _mean([float(r[k]) for r in good if r.get(k) is not None], 100) for k in METRICS},
             "answer_in_context": _mean(in_ctx, 100),
             "citation_precision": _mean(cited, 100),
             "cited": len(cited),
@@ -73,7 +73,8 @@ def summarize(rows: list[dict[str, Any]], modes: list[str], config: dict[str, An
         if better not in ok or base not in ok:
             continue
         ids = [i for i in ok[base] if i in ok[better]]
-        uplift[f"{better}_vs_{base}"] = {k: _uplift(ok[base], ok[better], ids, k) for k in METRICS}
+        scored = [k for k in METRICS if all(ok[m][i].get(k) is not None for m in (base, better) for i in ids)]
+        uplift[f"{better}_vs_{base}"] = {k: _uplift(ok[base], ok[better], ids, k) for k in scored}
     questions = len({r["id"] for r in rows})
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     code = sorted({str(r.get("code") or "not recorded") for r in rows if r["mode"] in modes})
@@ -101,10 +102,12 @@ def failures(rows: list[dict[str, Any]]) -> dict[str, int] | None:
     if not any(r.get("answer_in_context") is not None for r in rows):
         return None
     wrong = [r for r in rows if not r["em"]]
+    if any(r.get("match") is None for r in wrong):  # replayed rows (evals/confidence.py) carry no match
+        return {"retrieval_missed": sum(1 for r in wrong if not r.get("answer_in_context"))}
     return {
         "retrieval_missed": sum(1 for r in wrong if not r.get("answer_in_context")),
-        "in_context_not_extracted": sum(1 for r in wrong if r.get("answer_in_context") and not r["match"]),
-        "extracted_but_not_exact": sum(1 for r in wrong if r.get("answer_in_context") and r["match"]),
+        "in_context_not_extracted": sum(1 for r in wrong if r.get("answer_in_context") and not r.get("match")),
+        "extracted_but_not_exact": sum(1 for r in wrong if r.get("answer_in_context") and r.get("match")),
     }
 
 
@@ -154,7 +157,10 @@ def markdown(summary: dict[str, Any]) -> str:
         ]
         for name, u in summary["uplift"].items():
             better, base = name.split("_vs_")
-            cells = [f"{_num(u[k]['mean'], sign=True)} [{_num(u[k]['low'])}, {_num(u[k]['high'])}]" for k in METRICS]
+            cells = [
+                f"{_num(u[k]['mean'], sign=True)} [{_num(u[k]['low'])}, {_num(u[k]['high'])}]" if k in u else "—"
+                for k in METRICS
+            ]
             lines.append(f"| {better} − {base} | {u['em']['n']} | {' | '.join(cells)} |")
     missed = {m: s["failures"] for m, s in summary["modes"].items() if s.get("failures")}
     if missed:
@@ -168,10 +174,8 @@ def markdown(summary: dict[str, Any]) -> str:
             "|---|---|---|---|",
         ]
         for mode, f in missed.items():
-            lines.append(
-                f"| {mode} | {f['retrieval_missed']} | {f['in_context_not_extracted']} | "
-                f"{f['extracted_but_not_exact']} |"
-            )
+            split = [str(f.get(k, "—")) for k in ("in_context_not_extracted", "extracted_but_not_exact")]
+            lines.append(f"| {mode} | {f['retrieval_missed']} | {' | '.join(split)} |")
     for mode, s in summary["modes"].items():
         if s.get("confidence"):
             from assistant.evals.confidence import markdown as confidence_table

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from assistant.cli import app
-from assistant.evals.confidence import at_threshold, auroc, auroc_interval, choose, main, replay
+from assistant.evals.confidence import at_threshold, auroc, auroc_interval, choose, main, replay, write_replay
 from tests.conftest import FakeModel
 
 
@@ -86,3 +86,39 @@ def test_the_script_prints_the_tables_and_writes_the_plot(tmp_path: Path, capsys
     printed = capsys.readouterr().out
     assert "chosen threshold" in printed and "| threshold | coverage |" in printed and "AUROC" in printed
     assert (tmp_path / "confidence.png").stat().st_size > 1000
+
+
+def test_a_run_at_one_replays_a_run_at_a_lower_threshold_exactly(loaded_model: FakeModel, index: Path, tmp_path: Path):
+    """One run at threshold 1.0 gives the run at 0.7: the same answers and scores, and its cost without the second
+    looks it would not have taken."""
+    data = tmp_path / "qa.jsonl"
+    questions = ["What is the capital of Colombia?", "Which city is the capital of Colombia?"]
+    data.write_text("".join(json.dumps({"question": q, "answers": ["Bogotá"]}) + "\n" for q in questions))
+
+    def run(threshold: str, out: Path) -> list[dict[str, Any]]:
+        # Question 1: supported but unsure (0.75), then a wrong second answer; question 2: unsupported (0.4), then
+        # the right one (0.95). At 0.7 only question 2 takes its second look; at 1.0 both do.
+        replies = [("Answer: Bogota [1]", 0.5), ("Answer: Medellín", 0.9)] if threshold == "1.0" else []
+        replies = replies or [("Answer: Bogota [1]", 0.5)]
+        for text, p in [*replies, ("Answer: Lima", 0.8), ("Answer: Bogotá [4]", 0.9)]:
+            loaded_model.enqueue(text, probability=p)
+        args = ["eval", str(data), "--mode", "rag", "--out", str(out), "--model", "smollm2-135m", "--search", "local"]
+        result = CliRunner().invoke(app, [*args, "--index", str(index), "--confidence-threshold", threshold])
+        assert result.exit_code == 0, result.output
+        return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+
+    direct = run("0.7", tmp_path / "at-0.7")
+    full = run("1.0", tmp_path / "at-1")
+    assert [len(r["looks"]) for r in full] == [2, 2] and [len(r["looks"]) for r in direct] == [1, 2]
+    write_replay(tmp_path / "at-1", 0.7, tmp_path / "replayed")
+    replayed = [json.loads(line) for line in (tmp_path / "replayed" / "results.jsonl").read_text().splitlines()]
+    for got, want in zip(replayed, direct, strict=True):
+        for key in ("prediction", "em", "f1", "answer_in_context", "citation_right", "confidence", "uncertain"):
+            assert got[key] == want[key], (key, got, want)
+        assert got["prompt_tokens"] == want["prompt_tokens"] and got["completion_tokens"] == want["completion_tokens"]
+        assert [look["short_answer"] for look in got["looks"]] == [look["short_answer"] for look in want["looks"]]
+    assert replayed[0]["seconds"] < full[0]["seconds"], "the second look not taken is not paid for"
+    assert json.loads((tmp_path / "replayed" / "run.json").read_text())["replayed_from"]["threshold"] == 1.0
+    assert "| rag | 2 |" in (tmp_path / "replayed" / "report.md").read_text()
+    with pytest.raises(ValueError, match="up to it"):
+        write_replay(tmp_path / "at-0.7", 0.9, tmp_path / "nope")
