@@ -268,8 +268,38 @@ def _embed(index: Path, settings: Settings, redo: bool) -> str:
     columns = (TextColumn(f"embedding ({name})"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=err, transient=True) as bar:
         task = bar.add_task("embed", total=None)
-        report = embed_index(index, embedder, lambda done, todo: bar.update(task, completed=done, total=todo), redo)
+        report = embed_index(
+            index, embedder, lambda done, todo: bar.update(task, completed=done, total=todo), redo, settings.threads
+        )
     return str(report)
+
+
+@index_app.command("ann")
+@fails_cleanly
+@with_settings(only=("index", "threads"))
+def index_ann(
+    settings: Settings,
+    path: Annotated[
+        Path | None,
+        typer.Argument(metavar="INDEX", help="The index to build it in, in place (or --index; default: yours)."),
+    ] = None,
+    lists: Annotated[
+        int | None,
+        typer.Option("--lists", min=1, help="IVF lists (default: 4·√vectors, as measured)."),
+    ] = None,
+    drop: Annotated[bool, typer.Option("--drop", help="Remove it: dense search reads every vector again.")] = False,
+) -> None:
+    """Build the approximate vector index (faiss IVF-flat) that keeps dense search in milliseconds past ~200,000
+    passages; `index embed` builds it by itself past that count and rebuilds a stale one."""
+    from assistant.search import ann
+    from assistant.search.index_file import open_index
+
+    index = _named_index(path, settings)
+    with open_index(index) as con:
+        if drop:
+            typer.echo(f"{'approximate vector index removed' if ann.drop_ann(con) else 'it had none'} → {index}")
+        else:
+            typer.echo(f"{ann.build_ann(con, index, settings.threads, lists)} → {index}")
 
 
 @index_app.command("add")

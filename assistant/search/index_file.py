@@ -19,6 +19,7 @@ the stemmers the index used (JSON, null for words left as they are), which its q
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -32,6 +33,7 @@ from pathlib import Path
 from assistant.analysis import index_text, passage_stemmer
 from assistant.errors import AssistantError, BadInput, SearchError
 from assistant.passages import WHOLE_PASSAGE_WORDS, document_passages
+from assistant.search import ann
 from assistant.search.embed import Embedder
 from assistant.search.vectors import EmbedReport, embed_vectors, stored_embedder
 
@@ -256,9 +258,14 @@ def index_info(index: Path) -> dict[str, object]:
         has_vectors = con.execute("SELECT 1 FROM sqlite_master WHERE name = 'vectors'").fetchone()
         vectors = con.execute("SELECT COUNT(*) FROM vectors").fetchone()[0] if has_vectors else 0
         languages = _languages(con)
+        record, stale = ann.stored(con), ann.staleness(con)
     finally:
         con.close()
     path = Path(index).expanduser()
+    approximate = None
+    if record is not None:
+        built = f"{record.get('kind')}, {record.get('lists')} lists, over {record.get('count')} vectors"
+        approximate = f"{built} (stale: rebuild with `assistant index ann`)" if stale else built
     return {
         "path": str(path.resolve()),
         "size_bytes": path.stat().st_size,
@@ -268,6 +275,7 @@ def index_info(index: Path) -> dict[str, object]:
         "vectors": vectors,
         "embedder": embedder,
         "dim": dim,
+        "ann": approximate,
         "built_at": meta.get("built_at"),
         "added_at": meta.get("added_at"),
         "migrated_at": meta.get("migrated_at"),
@@ -275,6 +283,16 @@ def index_info(index: Path) -> dict[str, object]:
         "languages": languages,
         "stemmers": json.loads(meta.get("stemmers", "[]")),
     }
+
+
+@contextlib.contextmanager
+def open_index(index: Path) -> Iterator[sqlite3.Connection]:
+    """An existing index of this program's layout, open for writing, closed after the block."""
+    con = _open_current(index)
+    try:
+        yield con
+    finally:
+        con.close()
 
 
 def _open_current(index: Path) -> sqlite3.Connection:
@@ -411,13 +429,20 @@ def migrate_index(path: Path) -> str:
 
 
 def embed_index(
-    path: Path, embedder: Embedder, progress: Callable[[int, int], None] | None = None, redo: bool = False
+    path: Path,
+    embedder: Embedder,
+    progress: Callable[[int, int], None] | None = None,
+    redo: bool = False,
+    threads: int | None = None,
 ) -> EmbedReport:
-    """Add `embedder`'s vectors to the passages of the index at `path` that lack one (all of them with `redo`)."""
+    """Add `embedder`'s vectors to the passages of the index at `path` that lack one (all of them with `redo`),
+    then bring its approximate vector index up to date (assistant/search/ann.py `refresh`, with `threads`)."""
     path = Path(path).expanduser()
     con = _open_current(path)
     try:
-        return embed_vectors(con, path, embedder, progress, redo)
+        report = embed_vectors(con, path, embedder, progress, redo)
+        report.ann = ann.refresh(con, path, threads)
+        return report
     finally:
         con.close()
 
