@@ -25,6 +25,8 @@ T = TypeVar("T")
 # Kana and Han ideographs: these scripts put no spaces between words, so each character is a token.
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _TOKEN = re.compile(rf"[^\W{_CJK}]+|[{_CJK}]")
+_CJK_CHAR = re.compile(f"[{_CJK}]")
+_HANGUL_END = re.compile("[\uac00-\ud7af]$")
 _PUNCT = re.compile(r"[^\w\s]")
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|(?<=[.!?…][\"'”’)\]])\s+|(?<=[。！？])")
 _PARAGRAPH = re.compile(r"\n\s*")
@@ -49,6 +51,24 @@ _WORD = re.compile(r"\S+")
 def tokenize(text: str) -> list[str]:
     """Lower-cased word tokens (Unicode letters and digits; one token per CJK character)."""
     return _TOKEN.findall(unicodedata.normalize("NFKC", text).casefold())
+
+
+def cjk_character(token: str) -> bool:
+    """Whether `token` is one kana or Han character: a token of its own (`tokenize`), a word's part, not a word."""
+    return len(token) == 1 and bool(_CJK_CHAR.match(token))
+
+
+def space_cjk(text: str) -> str:
+    """`text` with every kana and Han character a word of its own, as `tokenize` reads them: "首都是北京" →
+    "首 都 是 北 京", so that phrases of them match on word boundaries like any other."""
+    return " ".join(_CJK_CHAR.sub(lambda m: f" {m.group()} ", text).split())
+
+
+def holds_phrase(text: str, phrase: str) -> bool:
+    """Whether `text` holds `phrase` as whole words, both as single-spaced words (kana and Han characters each a
+    word: `space_cjk`); a phrase ending in Hangul may go on into a particle: "수메르어" is in "수메르어는"
+    (Sumerian + the topic particle), as Korean attaches particles to the word."""
+    return f" {phrase}" + ("" if _HANGUL_END.search(phrase) else " ") in f" {text} "
 
 
 def split_passages(text: str, max_words: int = PASSAGE_WORDS) -> list[str]:

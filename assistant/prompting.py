@@ -20,7 +20,7 @@ from assistant.analysis import stem_function
 from assistant.events import Source
 from assistant.languages import LANGUAGES
 from assistant.models.base import Message
-from assistant.passages import STOP_WORDS, tokenize
+from assistant.passages import STOP_WORDS, cjk_character, holds_phrase, tokenize
 
 _CITATION = re.compile(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
 # "Answer:" and its translations ("Ответ:", "答案："), whatever the route: a label word then a colon is no answer.
@@ -304,19 +304,35 @@ def attribute(short_answer: str, question: str, sources: list[Source]) -> list[i
     supports nothing; "Bogota" supports "Bogotá"; "Paris" is not found in "Parisian"."""
     if abstained(short_answer):
         return []
-    asked = set(_words(question))
+    asked_words = _words(question)
+    asked = set(asked_words)
+    # A kana or Han character is part of a word, not one: it restates the question only inside a pair of
+    # characters the question has too ("防守" does; 首 of "首尔" does not, though "韩国的首都" holds 首).
+    pairs = zip(asked_words, asked_words[1:], strict=False)
+    asked_pairs = {a + b for a, b in pairs if cjk_character(a) and cjk_character(b)}
+    words = _words(short_answer)
     runs: list[list[str]] = [[]]
-    for word in _words(short_answer):  # "Sgt. Pepper's ..., a Beatles album": the question named the Beatles
-        if word in asked:
+    for i, word in enumerate(words):  # "Sgt. Pepper's ..., a Beatles album": the question named the Beatles
+        if cjk_character(word):
+            restated = any(words[j] + words[j + 1] in asked_pairs for j in (i - 1, i) if 0 <= j < len(words) - 1)
+        else:
+            restated = word in asked
+        if restated:
             runs.append([])
         else:
             runs[-1].append(word)
     phrases = [" ".join(run) for run in map(_strip_stop_words, runs) if run]
-    if not any(len(w) > 1 and w not in STOP_WORDS for phrase in phrases for w in phrase.split()):
+    if not any(_says_something(phrase.split()) for phrase in phrases):
         return []
     # A phrase cannot run from the title into the text: no word token is "|".
-    texts = [(s.n, f" {' '.join(_words(s.title))} | {' '.join(_words(s.text))} ") for s in sources]
-    return [n for n, text in texts if all(_holds(text, phrase) for phrase in phrases)]
+    texts = [(s.n, f"{' '.join(_words(s.title))} | {' '.join(_words(s.text))}") for s in sources]
+    return [n for n, text in texts if all(holds_phrase(text, phrase) for phrase in phrases)]
+
+
+def _says_something(words: list[str]) -> bool:
+    """Whether a run of answer words could only be found where the answer is: a word of two or more characters
+    that is not a stop word, or two kana or Han characters (a Chinese or Japanese word: "北京")."""
+    return any(len(w) > 1 and w not in STOP_WORDS for w in words) or sum(map(cjk_character, words)) >= 2
 
 
 def supported(short_answer: str, question: str, sources: list[Source]) -> bool:
@@ -330,15 +346,6 @@ def supported(short_answer: str, question: str, sources: list[Source]) -> bool:
 def _words(text: str) -> list[str]:
     """Word tokens without accents, case or punctuation: "Bogotá" and "bogota" are the same word."""
     return tokenize("".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c)))
-
-
-_HANGUL_END = re.compile("[\uac00-\ud7af]$")
-
-
-def _holds(text: str, phrase: str) -> bool:
-    """Whether `text` holds `phrase` as whole words; a phrase ending in Hangul may go on into a particle:
-    "수메르어" is in "수메르어는" (Sumerian + the topic particle)."""
-    return f" {phrase}" + ("" if _HANGUL_END.search(phrase) else " ") in text
 
 
 def _strip_stop_words(run: list[str]) -> list[str]:

@@ -24,6 +24,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
+from assistant.passages import holds_phrase, space_cjk
+
 _EXCLUDE = set(string.punctuation + "".join(["‘", "’", "´", "`"]))  # the official set
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 
@@ -77,10 +79,13 @@ def score(short_answer: str, full_answer: str, aliases: Sequence[str]) -> Scores
 
 
 def answer_in_context(texts: Iterable[str], aliases: Sequence[str]) -> bool:
-    """Whether any gold alias occurs (normalized, as a phrase) in any of the texts shown to the model."""
-    normalized = [f" {normalize_answer(t)} " for t in texts]
-    needles = [f" {n} " for n in (normalize_answer(a) for a in aliases) if n]
-    return any(needle in text for text in normalized for needle in needles)
+    """Whether any gold alias occurs (normalized, as a phrase) in any of the texts shown to the model. Kana and
+    Han characters count as words of their own, since Chinese and Japanese put no spaces between words, and a
+    Korean alias may go on into a particle (assistant/passages.py `holds_phrase`): "北京" is in "首都是北京",
+    "수메르어" in "수메르어는"."""
+    normalized = [space_cjk(normalize_answer(t)) for t in texts]
+    needles = [n for n in (space_cjk(normalize_answer(a)) for a in aliases) if n]
+    return any(holds_phrase(text, needle) for text in normalized for needle in needles)
 
 
 def is_yes_no(aliases: Sequence[str]) -> bool:

@@ -14,11 +14,14 @@ from pathlib import Path
 import pytest
 
 from assistant.evals.multilingual import answer_language, mlqa_normalize, mlqa_scores, report
+from assistant.evals.scoring import answer_in_context
 from assistant.events import Answer, Source
 from assistant.prompting import attribute, parse_answer, trim_restatement
 from assistant.runner import Assistant
 from assistant.settings import load_settings
 from tests.conftest import FakeModel
+
+DATA = Path(__file__).parent / "data"
 
 TRIMMED = [
     # (language, question, reply's short answer, what is kept)
@@ -62,6 +65,37 @@ def test_a_korean_answer_is_found_in_a_source_whose_word_carries_a_particle():
         Source(2, "k2", "라틴어", text="라틴어는 고대 로마의 언어이다."),
     ]
     assert attribute("수메르어", "세상에서 가장 오래된 언어는 무엇인가?", sources) == [1]
+
+
+def chinese_source() -> Source:
+    """XQuAD's zh paragraph 0 (tests/data/multilingual-passages.jsonl)."""
+    rows = [
+        json.loads(line) for line in (DATA / "multilingual-passages.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
+    row = next(r for r in rows if r["id"] == "xquad-zh-0")
+    return Source(1, row["id"], row["title"], text=row["text"])
+
+
+def test_a_chinese_answer_is_found_in_its_source_character_by_character():
+    # The question was written for the test from the paragraph's "防守端锋贾里德·艾伦，他是五次职业碗选手". Each
+    # Han character is a token of its own: a name of single characters used to "say nothing" and never be found,
+    # so no Chinese answer was supported (and none could be confident).
+    question = "黑豹队的哪位防守端锋是五次职业碗选手？"
+    source = chinese_source()
+    assert attribute("贾里德·艾伦", question, [source]) == [1]
+    assert attribute("卡万·肖特", question, [source]) == [1], "端 and 防 of the question are parts of other words"
+    assert attribute("上海", question, [source]) == [], "two characters the source does not hold"
+    assert attribute("防守", question, [source]) == [], "a restatement is in every source of the question"
+    seoul = Source(2, "s", "首尔", text="韩国的首都是首尔。")  # written for the test
+    assert attribute("首尔", "韩国的首都是哪里？", [seoul]) == [2], "首 of 首都 does not make 首尔 a restatement"
+
+
+def test_answer_in_context_reads_chinese_without_spaces_and_korean_with_particles():
+    text = chinese_source().text
+    assert answer_in_context([text], ["贾里德·艾伦"]) and not answer_in_context([text], ["贾里德·布朗"])
+    assert answer_in_context(["람베르토 2세가 황제가 되었다."], ["람베르토 2세"])
+    assert not answer_in_context(["람베르토 2세가 황제가 되었다."], ["베르토 2세"]), "a Korean word starts at a space"
+    assert answer_in_context(["The Humber estuary"], ["Humber"]) and not answer_in_context(["Parisian cafe"], ["Paris"])
 
 
 def test_a_routed_question_s_answer_is_trimmed_by_its_route(fake_model: FakeModel):
