@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The product measurement of issues 19 and 14 (and 13's EM): plain, rag and search on HotpotQA's 100 dev questions
+# and all 300 of TriviaQA wiki-dev300, each over one local index of its passages plus 1,000 random Wikipedia
+# distractors, with the bundled SmolLM2 and then Qwen2.5-Coder-1.5B; one model job at a time.
+#
+#   bash evals/product.sh [OUT] [DATA]      # defaults: runs/product ../shared/data; resumable, run it again
+#
+# Every run is made at confidence threshold 1.0: a second look at every answer that is not certain, so that each
+# row holds both looks and any lower threshold replays exactly (python -m assistant.evals.confidence RUN
+# --threshold T --replay-out DIR): the threshold is chosen on HotpotQA and reported on wiki-dev300 from the same
+# rows, and the product at its default threshold is the replay at that threshold. TriviaQA runs in steps of 50
+# questions, so that a stopped run holds every mode for the same questions. Hours on 2 cores: SmolLM2 ~1 h,
+# Qwen2.5-Coder-1.5B ~9 h (80 s a question for the three modes).
+set -euo pipefail
+out=${1:-runs/product}
+data=${2:-../shared/data}
+mkdir -p "$out"
+hotpot="$data/hotpotqa/questions.jsonl"
+tqa="$data/triviaqa/wiki-dev300.jsonl"
+[ -f "$out/hotpot.db" ] || assistant index build "$data/hotpotqa/passages.jsonl" "$data/wiki/random-passages.jsonl" \
+  --out "$out/hotpot.db"
+[ -f "$out/tqa.db" ] || assistant index build "$data/triviaqa/wiki-dev300.passages.jsonl" \
+  "$data/wiki/random-passages.jsonl" --out "$out/tqa.db"
+run() {  # MODEL DATASET LIMIT INDEX NAME
+  assistant eval "$2" --mode plain,rag,search --limit "$3" --model "$1" --search local --index "$4" \
+    --confidence-threshold 1.0 --out "$out/$5" -q
+}
+run smollm2-135m "$hotpot" 100 "$out/hotpot.db" hotpot-smol
+run smollm2-135m "$tqa" 300 "$out/tqa.db" tqa-smol
+run qwen2.5-coder-1.5b "$hotpot" 100 "$out/hotpot.db" hotpot-qwen
+for n in 50 100 150 200 250 300; do
+  run qwen2.5-coder-1.5b "$tqa" "$n" "$out/tqa.db" tqa-qwen
+done
