@@ -124,6 +124,19 @@ def _selection(c: dict[str, Any]) -> str:
     return f" (the first {c['limit']})" if c.get("seed") is None else f" (a sample of {c['limit']}, seed {c['seed']})"
 
 
+def _replayed(c: dict[str, Any]) -> list[str]:
+    """The line that says a report is of rows replayed at another confidence threshold (evals/confidence.py)."""
+    source = c.get("replayed_from")
+    if not source:
+        return []
+    return [
+        f"Replayed at confidence threshold {c.get('confidence_threshold')} from the rows of {source['folder']} (run "
+        f"at {source['threshold']}): each answer, its scores and its cost are those of the look the loop keeps at "
+        "this threshold; match scores the whole answer, which looks do not keep (—).",
+        "",
+    ]
+
+
 def markdown(summary: dict[str, Any]) -> str:
     """report.md: a header line, the table per mode, the uplift table and what the columns mean."""
     c = summary["config"]
@@ -135,6 +148,7 @@ def markdown(summary: dict[str, Any]) -> str:
         "",
         f"Rows written by the code of: {', '.join(c.get('row_code') or ['not recorded'])}",
         "",
+        *_replayed(c),
         "| mode | n | EM | F1 | match | answer in context | citation precision | latency p50 | latency p95 | "
         "tokens/question | errors |",
         "|---|---|---|---|---|---|---|---|---|---|---|",

@@ -119,6 +119,7 @@ def test_a_run_at_one_replays_a_run_at_a_lower_threshold_exactly(loaded_model: F
         assert [look["short_answer"] for look in got["looks"]] == [look["short_answer"] for look in want["looks"]]
     assert replayed[0]["seconds"] < full[0]["seconds"], "the second look not taken is not paid for"
     assert json.loads((tmp_path / "replayed" / "run.json").read_text())["replayed_from"]["threshold"] == 1.0
-    assert "| rag | 2 |" in (tmp_path / "replayed" / "report.md").read_text()
+    report = (tmp_path / "replayed" / "report.md").read_text()
+    assert "| rag | 2 |" in report and "Replayed at confidence threshold 0.7" in report
     with pytest.raises(ValueError, match="up to it"):
         write_replay(tmp_path / "at-0.7", 0.9, tmp_path / "nope")
