@@ -90,14 +90,20 @@ def replay(row: dict[str, Any], threshold: float) -> Outcome:
     return Outcome(float(chosen["confidence"]), bool(chosen["em"]))
 
 
-def replayed_row(row: dict[str, Any], threshold: float) -> dict[str, Any]:
-    """`row` as the loop would have written it at `threshold` (`replay`'s choice of look): its prediction, scores,
-    confidence and cost from the chosen look, less the cost of a look not taken. `match` scores the whole answer,
-    which looks do not keep: it is None. Rows without looks (plain, closed) come back as they are."""
+def first_look_only(row: dict[str, Any]) -> dict[str, Any]:
+    """`row` as a loop without the second look (`second_look = false`) would have kept its looks: the first."""
+    return {**row, "looks": (row.get("looks") or [])[:1]}
+
+
+def replayed_row(row: dict[str, Any], threshold: float, second_look: bool = True) -> dict[str, Any]:
+    """`row` as the loop would have written it at `threshold` (`replay`'s choice of look; the first alone without
+    `second_look`): its prediction, scores, confidence and cost from the chosen look, less the cost of a look not
+    taken. `match` scores the whole answer, which looks do not keep: it is None. Rows without looks (plain,
+    closed) come back as they are."""
     looks = row.get("looks") or []
     if not looks or row.get("error"):
         return row
-    taken = looks if looks[0]["confidence"] < threshold else looks[:1]
+    taken = looks if second_look and looks[0]["confidence"] < threshold else looks[:1]
     chosen = taken[0]
     for look in taken[1:]:
         chosen = look if look["confidence"] > chosen["confidence"] else chosen
@@ -122,9 +128,10 @@ def replayed_row(row: dict[str, Any], threshold: float) -> dict[str, Any]:
     }
 
 
-def write_replay(folder: Path, threshold: float, out: Path) -> dict[str, Any]:
+def write_replay(folder: Path, threshold: float, out: Path, second_look: bool = True) -> dict[str, Any]:
     """Replay every row of the run in `folder` at `threshold` (no higher than the run's own) into `out`: its
-    results.jsonl, a run.json that says so, and the eval report (evals/report.py) of those rows."""
+    results.jsonl, a run.json that says so, and the eval report (evals/report.py) of those rows; without
+    `second_look`, as a loop that takes none."""
     from assistant.evals.report import write_report
 
     config = json.loads((folder / "run.json").read_text(encoding="utf-8"))
@@ -134,9 +141,10 @@ def write_replay(folder: Path, threshold: float, out: Path) -> dict[str, Any]:
     rows = [json.loads(line) for line in (folder / "results.jsonl").read_text(encoding="utf-8").splitlines() if line]
     if any("prompt_tokens" not in look for r in rows for look in r.get("looks") or []):
         raise ValueError(f"{folder} was written before looks kept their cost (row_format < 3): it cannot be replayed")
-    replayed = [replayed_row(r, threshold) for r in rows]
+    replayed = [replayed_row(r, threshold, second_look) for r in rows]
     out.mkdir(parents=True, exist_ok=True)
-    config = {**config, "confidence_threshold": threshold, "replayed_from": {"folder": str(folder), "threshold": ran}}
+    source = {"folder": str(folder), "threshold": ran}
+    config = {**config, "confidence_threshold": threshold, "second_look": second_look, "replayed_from": source}
     (out / "run.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     (out / "results.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in replayed))
     modes = [m for m in ("closed", "plain", "rag", "search") if any(r["mode"] == m for r in replayed)]
@@ -297,12 +305,18 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--min-answered", type=float, default=0.3, help="share to keep answered unflagged (0.3)")
     parser.add_argument("--plot", type=Path, help="where to write the plot (default: FOLDER/confidence.png)")
     parser.add_argument(
+        "--no-second-look",
+        action="store_true",
+        help="as a loop without the second look would have answered (second_look = false): each row's first look",
+    )
+    parser.add_argument(
         "--replay-out",
         type=Path,
         help="also write the whole run replayed at the threshold (rows, run.json, report) into this folder",
     )
     args = parser.parse_args(argv)
     rows, config = read_rows(args.folder, args.mode)
+    rows = [first_look_only(r) for r in rows] if args.no_second_look else rows
     if not rows:
         sys.exit(f"error: no {args.mode} rows with a confidence in {args.folder / 'results.jsonl'}")
     threshold = args.threshold if args.threshold is not None else float(config.get("confidence_threshold") or 0.5)
@@ -313,13 +327,14 @@ def main(argv: list[str]) -> None:
         )
     dataset = Path(str(config.get("dataset", "?"))).name
     title = f"{dataset} · {config.get('model')} · {args.mode} · code {config.get('code')}"
+    title += " · without the second look" if args.no_second_look else ""
     print(markdown(summary(rows, threshold), f"## {title}"), end="")
     plot(rows, threshold, args.plot or args.folder / "confidence.png", title)
     if args.replay_out:
         from assistant.evals.report import markdown as report_table
 
         try:
-            replayed = write_replay(args.folder, threshold, args.replay_out)
+            replayed = write_replay(args.folder, threshold, args.replay_out, not args.no_second_look)
         except ValueError as e:
             sys.exit(f"error: {e}")
         print(f"\n## The run replayed at threshold {threshold:.2f} ({args.replay_out})\n")

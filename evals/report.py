@@ -130,9 +130,11 @@ def _replayed(c: dict[str, Any]) -> list[str]:
     if not source:
         return []
     return [
-        f"Replayed at confidence threshold {c.get('confidence_threshold')} from the rows of {source['folder']} (run "
-        f"at {source['threshold']}): each answer, its scores and its cost are those of the look the loop keeps at "
-        "this threshold; match scores the whole answer, which looks do not keep (—).",
+        f"Replayed at confidence threshold {c.get('confidence_threshold')}"
+        + ("" if c.get("second_look", True) else ", without the second look,")
+        + f" from the rows of {source['folder']} (run at {source['threshold']}): each answer, its scores and its "
+        "cost are those of the look the loop keeps at this threshold; match scores the whole answer, which looks "
+        "do not keep (—).",
         "",
     ]
 

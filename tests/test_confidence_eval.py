@@ -121,5 +121,10 @@ def test_a_run_at_one_replays_a_run_at_a_lower_threshold_exactly(loaded_model: F
     assert json.loads((tmp_path / "replayed" / "run.json").read_text())["replayed_from"]["threshold"] == 1.0
     report = (tmp_path / "replayed" / "report.md").read_text()
     assert "| rag | 2 |" in report and "Replayed at confidence threshold 0.7" in report
+    write_replay(tmp_path / "at-1", 0.7, tmp_path / "one-look", second_look=False)
+    one = [json.loads(line) for line in (tmp_path / "one-look" / "results.jsonl").read_text().splitlines()]
+    assert [len(r["looks"]) for r in one] == [1, 1] and one[1]["prediction"] == "Lima" and one[1]["uncertain"]
+    assert one[1]["prompt_tokens"] < replayed[1]["prompt_tokens"], "no second look paid for"
+    assert "without the second look" in (tmp_path / "one-look" / "report.md").read_text()
     with pytest.raises(ValueError, match="up to it"):
         write_replay(tmp_path / "at-0.7", 0.9, tmp_path / "nope")

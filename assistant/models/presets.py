@@ -92,6 +92,9 @@ PRESETS: dict[str, Preset] = {
             tool_calling=False,
             copies_examples=True,
             fallback=True,
+            # Chosen on HotpotQA's 100 dev questions by evals/confidence.py's rule, reported on wiki-dev300
+            # (docs/results.md, "Confidence and the second look, SmolLM2"): 0.41.
+            confidence_threshold=0.41,
         ),
         Preset(
             "phi-3-mini-128k",
