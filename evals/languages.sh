@@ -10,6 +10,9 @@
 # Each set's run is `assistant eval` into OUT/SET/ (results.jsonl, report.md); re-running resumes it. Questions
 # are routed by detected language, as for a user (the route is in each row). Takes hours on 2 cores (800 answers).
 set -uo pipefail
+# `python3 -m assistant` runs the package of the folder it is started in (a pinned worktree), `assistant` the
+# installed one: ASSISTANT chooses.
+assistant=${ASSISTANT:-python3 -m assistant}
 out=${1:-runs/languages}
 data=${2:-../shared/data}
 mkdir -p "$out"
@@ -21,11 +24,11 @@ for set in xquad/en xquad/de xquad/es xquad/ru xquad/zh xquad/ar tydiqa/ko tydiq
   lang=${set#*/}
   db="$out/$name.db"
   if [ ! -f "$db" ]; then
-    assistant index build "$data/$set.passages.jsonl" --out "$db" || exit 1
+    $assistant index build "$data/$set.passages.jsonl" --out "$db" || exit 1
   fi
-  assistant eval "$data/$set.questions.jsonl" --mode rag --limit 100 --model qwen2.5-coder-1.5b \
+  $assistant eval "$data/$set.questions.jsonl" --mode rag --limit 100 --model qwen2.5-coder-1.5b \
     --search local --index "$db" --out "$out/$name"
-  python -m assistant.evals.multilingual "$out/$name/results.jsonl" --lang "$lang" \
+  python3 -m assistant.evals.multilingual "$out/$name/results.jsonl" --lang "$lang" \
     --questions "$data/$set.questions.jsonl" | tail -n +3 |
     sed "s#^|#| $set |#" >>"$table"
 done

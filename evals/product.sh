@@ -12,17 +12,20 @@
 # questions, so that a stopped run holds every mode for the same questions. Hours on 2 cores: SmolLM2 ~1 h,
 # Qwen2.5-Coder-1.5B ~9 h (80 s a question for the three modes).
 set -euo pipefail
+# `python3 -m assistant` runs the package of the folder it is started in (a pinned worktree), `assistant` the
+# installed one: ASSISTANT chooses.
+assistant=${ASSISTANT:-python3 -m assistant}
 out=${1:-runs/product}
 data=${2:-../shared/data}
 mkdir -p "$out"
 hotpot="$data/hotpotqa/questions.jsonl"
 tqa="$data/triviaqa/wiki-dev300.jsonl"
-[ -f "$out/hotpot.db" ] || assistant index build "$data/hotpotqa/passages.jsonl" "$data/wiki/random-passages.jsonl" \
+[ -f "$out/hotpot.db" ] || $assistant index build "$data/hotpotqa/passages.jsonl" "$data/wiki/random-passages.jsonl" \
   --out "$out/hotpot.db"
-[ -f "$out/tqa.db" ] || assistant index build "$data/triviaqa/wiki-dev300.passages.jsonl" \
+[ -f "$out/tqa.db" ] || $assistant index build "$data/triviaqa/wiki-dev300.passages.jsonl" \
   "$data/wiki/random-passages.jsonl" --out "$out/tqa.db"
 run() {  # MODEL DATASET LIMIT INDEX NAME
-  assistant eval "$2" --mode plain,rag,search --limit "$3" --model "$1" --search local --index "$4" \
+  $assistant eval "$2" --mode plain,rag,search --limit "$3" --model "$1" --search local --index "$4" \
     --confidence-threshold 1.0 --out "$out/$5" -q
 }
 run smollm2-135m "$hotpot" 100 "$out/hotpot.db" hotpot-smol
