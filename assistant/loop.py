@@ -146,7 +146,8 @@ def judged(parsed: ParsedAnswer, reply: Completion, question: str, shown: list[S
     probability = answer_probability(reply.logprobs, parsed.short_answer)
     held = supported(parsed.short_answer, question, shown)
     gave_up = abstained(parsed.short_answer)
-    # The sources it would cite: its own citations, else those that contain the answer (RunState.answer does the same).
+    # The sources it cites: its own citations, else the shown sources that contain the answer (at most 3), which
+    # RunState.answer adds to an answer that cites nothing.
     cited = tuple(parsed.cited) or tuple(attribute(parsed.short_answer, question, shown)[:3] if shown else ())
     look = Look(
         parsed.short_answer,

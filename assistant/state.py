@@ -20,7 +20,7 @@ from assistant.events import Answer, Event, Source, ToolCalled, ToolReturned
 from assistant.evidence import excerpts
 from assistant.models.base import Completion, Usage
 from assistant.passages import cap_tokens
-from assistant.prompting import ParsedAnswer, abstained, attribute, shown_text, supported
+from assistant.prompting import ParsedAnswer, abstained, shown_text, supported
 from assistant.tools import Tool, ToolContext, ToolResult, ToolRetry
 
 log = logging.getLogger(__name__)
@@ -191,7 +191,7 @@ class RunState:
         text, cited = parsed.answer, parsed.cited
         if shown and not cited:
             # Small models often cite nothing: cite the shown sources that contain the answer, and say so.
-            cited = attribute(parsed.short_answer, self.question, shown)[:3]
+            cited = list(chosen.cited)  # the shown sources that contain the answer (loop.judged attributed them)
             if cited:
                 marks = "".join(f"[{n}]" for n in cited)
                 first, _, rest = text.partition("\n")
