@@ -101,7 +101,8 @@ def test_a_damaged_one_is_a_note_and_a_brute_force_search(embedded, embedder, tm
     path = copy(embedded, tmp_path)
     con = sqlite3.connect(path)
     ann.build_ann(con, path, lists=1)
-    con.execute("UPDATE ann SET data = zeroblob(64)")
+    con.execute("INSERT INTO ann (part, data) VALUES (99, 'text, not bytes')")  # a part of another type, and
+    con.execute("UPDATE ann SET data = zeroblob(64) WHERE part = 0")  # the first part's bytes gone
     con.commit()
     con.close()
     dense = dense_of(path, embedder)

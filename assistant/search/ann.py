@@ -126,7 +126,9 @@ def build_ann(con: sqlite3.Connection, path: Path, threads: int | None = None, l
 
     faiss = _faiss_or_error()
     start = time.perf_counter()
-    if not vectors_now(con)[0]:
+    count, last = vectors_now(con)  # what it is built over, taken before reading: a later write makes it stale
+    changed = _changed(con)
+    if not count:
         raise BadInput(f"{path} has no vectors to index — add them with `assistant index embed {path}`")
     try:
         rowids, matrix = read_vectors(con, path)
@@ -143,14 +145,14 @@ def build_ann(con: sqlite3.Connection, path: Path, threads: int | None = None, l
     index.train(matrix)
     index.add_with_ids(matrix, rowids)
     index.nprobe = min(NPROBE, lists)
-    data = faiss.serialize_index(index).tobytes()
-    count, last = vectors_now(con)
+    del matrix  # the index holds its own copy
+    data = faiss.serialize_index(index)  # a uint8 array: written a part at a time, never copied whole
     record = {"kind": KIND, "lists": lists, "nprobe": index.nprobe, "dim": dim, "count": count, "last_rowid": last}
-    record |= {"vectors_changed": _changed(con), "faiss": faiss.__version__}
+    record |= {"vectors_changed": changed, "faiss": faiss.__version__}
     with con:
         con.execute(ANN_TABLE)
         con.execute("DELETE FROM ann")
-        parts = [(i, data[at : at + PART_BYTES]) for i, at in enumerate(range(0, len(data), PART_BYTES))]
+        parts = ((i, data[at : at + PART_BYTES].tobytes()) for i, at in enumerate(range(0, len(data), PART_BYTES)))
         con.executemany("INSERT INTO ann (part, data) VALUES (?, ?)", parts)
         con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('ann', ?)", (json.dumps(record),))
     return AnnReport(path, n, lists, time.perf_counter() - start, len(data))
@@ -179,9 +181,15 @@ def load_ann(con: sqlite3.Connection, path: Path, dim: int) -> Any:
         faiss = faiss_module()
     except NoAnn as e:
         raise NoAnn(f"{path} has an approximate vector index, but {e}: searched by brute force") from None
-    data = b"".join(part for (part,) in con.execute("SELECT data FROM ann ORDER BY part"))
     try:
-        index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+        # Read into one array a part at a time: joining the parts would hold the index's bytes twice.
+        (size,) = con.execute("SELECT coalesce(sum(length(CAST(data AS BLOB))), 0) FROM ann").fetchone()
+        data = np.empty(int(size), dtype=np.uint8)
+        at = 0
+        for (part,) in con.execute("SELECT CAST(data AS BLOB) FROM ann ORDER BY part"):
+            data[at : at + len(part)] = np.frombuffer(part, dtype=np.uint8)
+            at += len(part)
+        index = faiss.deserialize_index(data)
     except Exception as e:  # faiss raises RuntimeError with its C++ message for a damaged stream
         raise NoAnn(f"{path}: its approximate vector index cannot be read ({_first_line(e)}) — {fix}") from None
     if index.d != dim or index.ntotal != record["count"]:
