@@ -1,5 +1,6 @@
 """The approximate vector index (faiss IVF-flat) inside the index file: built, used, kept fresh, and never a reason
-for a search to fail: a stale, damaged or unreadable one, or no faiss, is a note and a brute-force search."""
+for a search to fail: a stale, damaged or unreadable one, or no faiss, is a note and a brute-force search.
+faiss-cpu comes with the dev install (the `ann` extra); its absence is simulated."""
 
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ from assistant.search.embed import load_embedder
 from assistant.search.local import LocalIndex, build_index, embed_index
 from assistant.search.vectors import load_dense
 
-pytest.importorskip("faiss", reason="the ann extra (faiss-cpu) is part of the dev install")
 DATA = Path(__file__).parent / "data"
 runner = CliRunner()
 
