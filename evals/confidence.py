@@ -77,16 +77,26 @@ class AtThreshold:
         return self.correct / self.answered if self.answered else None
 
 
+def taken_looks(looks: list[dict[str, Any]], threshold: float, second_look: bool = True) -> list[dict[str, Any]]:
+    """The looks the loop takes at `threshold`: the first, and the others only when it is below (and the second
+    look is on)."""
+    return looks if second_look and looks[0]["confidence"] < threshold else looks[:1]
+
+
+def kept_look(taken: list[dict[str, Any]]) -> dict[str, Any]:
+    """The look whose answer the loop keeps among those it took: the first, unless a later one is more confident."""
+    chosen = taken[0]
+    for look in taken[1:]:
+        chosen = look if look["confidence"] > chosen["confidence"] else chosen
+    return chosen
+
+
 def replay(row: dict[str, Any], threshold: float) -> Outcome:
     """The answer the loop gives `row`'s question at `threshold`, from the looks the row recorded."""
     looks = row.get("looks") or []
     if not looks:
         return Outcome(float(row["confidence"]), bool(row["em"]))
-    first = looks[0]
-    chosen = first
-    if first["confidence"] < threshold:
-        for look in looks[1:]:
-            chosen = look if look["confidence"] > chosen["confidence"] else chosen
+    chosen = kept_look(taken_looks(looks, threshold))
     return Outcome(float(chosen["confidence"]), bool(chosen["em"]))
 
 
@@ -103,10 +113,8 @@ def replayed_row(row: dict[str, Any], threshold: float, second_look: bool = True
     looks = row.get("looks") or []
     if not looks or row.get("error"):
         return row
-    taken = looks if second_look and looks[0]["confidence"] < threshold else looks[:1]
-    chosen = taken[0]
-    for look in taken[1:]:
-        chosen = look if look["confidence"] > chosen["confidence"] else chosen
+    taken = taken_looks(looks, threshold, second_look)
+    chosen = kept_look(taken)
     skipped = looks[len(taken) :]
     less = {k: sum(look.get(k, 0) for look in skipped) for k in ("prompt_tokens", "completion_tokens", "seconds")}
     return {
@@ -134,11 +142,10 @@ def write_replay(folder: Path, threshold: float, out: Path, second_look: bool = 
     `second_look`, as a loop that takes none."""
     from assistant.evals.report import write_report
 
-    config = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+    rows, config = read_run(folder)
     ran = float(config["confidence_threshold"] if config.get("confidence_threshold") is not None else 0.5)
     if threshold > ran:
         raise ValueError(f"a run at threshold {ran} replays thresholds up to it, not {threshold}")
-    rows = [json.loads(line) for line in (folder / "results.jsonl").read_text(encoding="utf-8").splitlines() if line]
     if any("prompt_tokens" not in look for r in rows for look in r.get("looks") or []):
         raise ValueError(f"{folder} was written before looks kept their cost (row_format < 3): it cannot be replayed")
     replayed = [replayed_row(r, threshold, second_look) for r in rows]
@@ -288,11 +295,16 @@ def plot(rows: Sequence[dict[str, Any]], threshold: float, path: Path, title: st
     plt.close(fig)
 
 
-def read_rows(folder: Path, mode: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The rows of `mode` that carry a confidence, and the run's run.json."""
+def read_run(folder: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Every row of an eval run, and its run.json."""
     config = json.loads((folder / "run.json").read_text(encoding="utf-8"))
     lines = (folder / "results.jsonl").read_text(encoding="utf-8").splitlines()
-    rows = [json.loads(line) for line in lines if line.strip()]
+    return [json.loads(line) for line in lines if line.strip()], config
+
+
+def read_rows(folder: Path, mode: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The rows of `mode` that carry a confidence, and the run's run.json."""
+    rows, config = read_run(folder)
     return [r for r in rows if r.get("mode") == mode and not r.get("error") and r.get("confidence") is not None], config
 
 
