@@ -55,10 +55,17 @@ def trim_restatement(short: str, question: str, lang: str = "en") -> str:
         tokens = tokenize(word)
         return word.rstrip(".").casefold() not in _BEFORE_NAME and all(t in stop or stem(t) in known for t in tokens)
 
+    def after_initial(i: int) -> bool:
+        # the word after an initial or a title ("Henry J. Kaiser", "Mr. Chips") is the end of a name, not a restated
+        # word: cutting it would leave "Henry J"
+        before = words[i - 1] if i > start else ""
+        title = before[:1].isupper() and before.rstrip(".").casefold() in _BEFORE_NAME
+        return bool(re.fullmatch(r"[^\W\d_]\.", before)) or title
+
     start, end = 0, len(words)
     while start < end and restates(words[start]):
         start += 1
-    while end > start and restates(words[end - 1]):
+    while end > start and restates(words[end - 1]) and not after_initial(end - 1):
         end -= 1
     core = " ".join(words[start:end]).strip(" ,;:.!?\"'")
     return core if core and any(t not in stop for t in tokenize(core)) else short

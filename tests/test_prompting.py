@@ -59,6 +59,9 @@ def test_sentences_that_restate_the_question_are_trimmed_to_the_answer():
         ("Who painted The Night Watch?", "The answer is: Rembrandt van Rijn", "Rembrandt van Rijn"),
         ("Which river flows through Paris, the Seine or the Loire?", "Answer: the Seine", "the Seine"),
         ("Who painted The Night Watch?", "Answer: Rembrandt [1]", "Rembrandt"),
+        # the question's own name after an initial or a title ends the answer's name: "Henry J" is no answer
+        ("Which industrialist founded Kaiser Permanente?", "Henry J. Kaiser [1]", "Henry J. Kaiser"),
+        ("Who is the teacher in Goodbye, Mr. Chips?", "The teacher is Mr. Chips [1]", "Mr. Chips"),
     ]
     for question, reply, short in cases:
         assert parse_answer(reply, {1}, question).short_answer == short, reply
