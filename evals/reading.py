@@ -16,6 +16,8 @@ search, as `rag` and `plain` do), and then answered by several prompts that diff
 | rag5 | the project's | what `rag` shows (the token budget, up to 5) | the short answer |
 | rag5-cite | the project's | what `rag` shows | the answer and its source number: today's `rag` prompt |
 | plain-bare | the baseline's | top 3, titles without their "(disambiguation)" | the short answer |
+| search-cite | today's (prompts/search.md) | top 3, fenced | the answer and its source number: `rag`'s first look |
+| search-short | today's | top 3, fenced | the short answer (the citation recovered by `attribute`) |
 
 Variants that share everything but their last line run back to back, so llama.cpp reuses the shared prefix and
 prefills only the tail: the `seconds` of a row are not comparable across variants, its prompt tokens are. Every
@@ -74,6 +76,7 @@ def variants(question: str, top3: list[Source], shown: list[Source]) -> dict[str
     plain = plain_messages(question, top3)
     rag3 = [Message("system", RAG_SYSTEM), *search_messages(question, top3, [], example=True)[1:]]
     rag5 = [Message("system", RAG_SYSTEM), *search_messages(question, shown, [], example=True)[1:]]
+    search = search_messages(question, top3, [], example=True)  # the answering step of `rag` at this commit
     return {
         "plain": plain,
         "plain-cite": with_tail(plain, CITE_TAIL),
@@ -83,10 +86,15 @@ def variants(question: str, top3: list[Source], shown: list[Source]) -> dict[str
         "rag5": with_tail(rag5, PLAIN_TAIL),
         "rag5-cite": rag5,
         "plain-bare": plain_messages(question, bare(top3)),
+        "search-cite": search,
+        "search-short": with_tail(search, PLAIN_TAIL),
     }
 
 
-VARIANTS = ("plain", "plain-cite", "fenced-cite", "rag3", "rag3-cite", "rag5", "rag5-cite", "plain-bare")
+VARIANTS = ("plain", "plain-cite", "fenced-cite", "rag3", "rag3-cite", "rag5", "rag5-cite", "plain-bare") + (
+    "search-cite",
+    "search-short",
+)
 
 
 def retrieve(assistant: Assistant, question: str) -> tuple[list[Source], list[Source], int]:
