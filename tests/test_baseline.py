@@ -74,3 +74,19 @@ def test_eval_plain_mode_scores_the_baseline_beside_rag_and_reports_the_pairing(
     assert by_mode["plain"]["answer_in_context"] is True and by_mode["plain"]["sources"] == []
     assert fake_model.history[0][0][0].content == SYSTEM, "the plain row was answered by the baseline's prompt"
     assert summarize(rows, modes, {})["uplift"]["rag_vs_plain"]["em"]["mean"] == -100.0
+
+
+def test_the_reading_ablation_s_variants_send_what_plain_and_rag_send(fake_model, index: Path):
+    # evals/reading.py measures rag's answering step by its variant "search-cite": it must be rag's own prompt
+    from assistant.evals.reading import retrieve, variants
+
+    settings = load_settings(search="local", index=index, lang="en", second_look=False)
+    assistant = Assistant.from_settings(settings, model=fake_model)
+    fake_model.enqueue("Trent [1]", "Trent")
+    list(assistant.ask(QUESTION, multi=False))
+    list(assistant.baseline(QUESTION))
+    (rag, _), (plain, _) = fake_model.history
+    top3, shown, _ = retrieve(assistant, QUESTION)
+    sent = variants(QUESTION, top3, shown)
+    assert sent["search-cite"] == rag and sent["plain"] == plain
+    assert sent["search-short"][:-1] == rag[:-1] and sent["search-short"][-1].content.endswith("(a few words).")
