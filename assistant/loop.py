@@ -74,13 +74,14 @@ def answer(
     max_tokens: int = 256,
     temperature: float = 0.0,
     load_seconds: float = 0.0,
-    example: bool = True,
+    answer_prompt: str = "answer_example",
     history: Sequence[Turn] = (),
     judging: Judging = Judging(),  # noqa: B008 (a frozen value, shared safely)
 ) -> Generator[Event, None, None]:
     """Answer `question`, yielding events; the last event is an `Answer`. `ctx=None` answers closed-book.
     `prompts`: the route's prompts (assistant/routing.py); `history`: earlier turns of a chat, oldest first;
-    `evidence_tokens` > 0: each source shown as its evidence sentences (assistant/evidence.py)."""
+    `evidence_tokens` > 0: each source shown as its evidence sentences (assistant/evidence.py); `answer_prompt`: the
+    prompt that asks for the answer (`search_messages`)."""
     search = ctx.search if ctx else None
     state = RunState(question, model.name, getattr(search, "name", "none"), ctx)
     state.timings["load"] = load_seconds
@@ -97,7 +98,7 @@ def answer(
     yield from state.call(1, tools["web_search"], {"query": query}, by="policy")
 
     def read(shown: list[Source], started: float) -> Generator[Event, None, Candidate]:
-        messages = search_messages(question, shown, state.notes, example, turns, prompts)
+        messages = search_messages(question, shown, state.notes, answer_prompt, turns, prompts)
         reply = yield from generation(model, messages, opts, state)
         parsed = parse_answer(reply.text, {s.n for s in shown}, question, prompts.question_lang)
         candidate = judged(parsed, reply, question, shown)
@@ -181,7 +182,7 @@ def fit_turns(
     return fit_history(history, room, model.count_tokens)
 
 
-_PROMPTS = ("search", "next_step", "answer_example", "answer_format")
+_PROMPTS = ("search", "next_step", "answer_example", "answer_format", "answer_short")
 _SLACK = 160  # notes (a failed call, the queries tried) and the chat template around the current messages
 
 

@@ -110,7 +110,7 @@ def load_prompt(name: str) -> str:
     return files("assistant.prompts").joinpath(f"{name}.md").read_text(encoding="utf-8").strip()
 
 
-_ANSWERING = ("answer_example", "answer_format", "closed")  # the prompts that ask for the answer
+_ANSWERING = ("answer_example", "answer_format", "answer_short", "closed")  # the prompts that ask for the answer
 _ANSWERING_SYSTEM = ("search", "closed")  # the system prompts of the generations that answer
 
 
@@ -170,18 +170,20 @@ def search_messages(
     question: str,
     sources: list[Source],
     notes: list[str],
-    example: bool = True,
+    answer_prompt: str = "answer_example",
     history: Sequence[Turn] = (),
     prompts: Prompts = ENGLISH,
 ) -> list[Message]:
     """The messages of one answering step (after the earlier turns of a chat, if any).
 
-    `example` shows the reply's shape by example ("Paris [2]"), for 1.5B models; SmolLM2-135M copies it as its
-    answer. The format was chosen on 20 TriviaQA questions with a script not kept in the repository, so its
-    figure is not published."""
+    `answer_prompt` is the prompt that asks for the answer (the model's preset chooses, `Preset.answer_prompt`):
+    "answer_example" shows the reply's shape by example ("Paris [2]"); SmolLM2-135M copies an example as its answer
+    and gets "answer_format", the shape described (chosen on 20 TriviaQA questions with a script not kept in the
+    repository, so its figure is not published); "answer_short" asks for the short answer alone, and the loop finds
+    its sources after (`attribute`)."""
     parts = [render_sources(sources)] if sources else ["(no sources found)"]
     parts += notes
-    parts += [f"Question: {question}", prompts.text("answer_example" if example else "answer_format")]
+    parts += [f"Question: {question}", prompts.text(answer_prompt)]
     system = prompts.text("search")
     return [Message("system", system), *history_messages(history), Message("user", "\n".join(parts))]
 

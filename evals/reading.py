@@ -16,8 +16,11 @@ search, as `rag` and `plain` do), and then answered by several prompts that diff
 | rag5 | the project's | what `rag` shows (the token budget, up to 5) | the short answer |
 | rag5-cite | the project's | what `rag` shows | the answer and its source number: today's `rag` prompt |
 | plain-bare | the baseline's | top 3, titles without their "(disambiguation)" | the short answer |
-| search-cite | today's (prompts/search.md) | top 3, fenced | the answer and its source number: `rag`'s first look |
-| search-short | today's | top 3, fenced | the short answer (the citation recovered by `attribute`) |
+| search-cite | today's (prompts/search.md) | top 3, fenced | the answer and its source number ("answer_example") |
+| search-short | today's | top 3, fenced | the short answer, its citation found by `attribute` ("answer_short") |
+
+search-cite and search-short are `rag`'s first look with each `Preset.answer_prompt`: the Qwen presets ask for the
+short answer alone, chosen by this ablation on HotpotQA and wiki-dev300 (docs/results.md, "Reading").
 
 Variants that share everything but their last line run back to back, so llama.cpp reuses the shared prefix and
 prefills only the tail: the `seconds` of a row are not comparable across variants, its prompt tokens are. Every
@@ -74,9 +77,9 @@ def bare(sources: list[Source]) -> list[Source]:
 def variants(question: str, top3: list[Source], shown: list[Source]) -> dict[str, list[Message]]:
     """Every variant's messages, in an order that keeps variants with a shared prefix adjacent."""
     plain = plain_messages(question, top3)
-    rag3 = [Message("system", RAG_SYSTEM), *search_messages(question, top3, [], example=True)[1:]]
-    rag5 = [Message("system", RAG_SYSTEM), *search_messages(question, shown, [], example=True)[1:]]
-    search = search_messages(question, top3, [], example=True)  # the answering step of `rag` at this commit
+    rag3 = [Message("system", RAG_SYSTEM), *search_messages(question, top3, [], "answer_example")[1:]]
+    rag5 = [Message("system", RAG_SYSTEM), *search_messages(question, shown, [], "answer_example")[1:]]
+    search = search_messages(question, top3, [], "answer_example")  # `rag`'s answering step, asking for a citation
     return {
         "plain": plain,
         "plain-cite": with_tail(plain, CITE_TAIL),
@@ -87,7 +90,7 @@ def variants(question: str, top3: list[Source], shown: list[Source]) -> dict[str
         "rag5-cite": rag5,
         "plain-bare": plain_messages(question, bare(top3)),
         "search-cite": search,
-        "search-short": with_tail(search, PLAIN_TAIL),
+        "search-short": search_messages(question, top3, [], "answer_short"),
     }
 
 

@@ -78,7 +78,8 @@ def test_eval_plain_mode_scores_the_baseline_beside_rag_and_reports_the_pairing(
 
 def test_the_reading_ablation_s_variants_send_what_plain_and_rag_send(fake_model, index: Path):
     # evals/reading.py measures rag's answering step by its variant "search-cite": it must be rag's own prompt
-    from assistant.evals.reading import retrieve, variants
+    from assistant.evals.reading import retrieve, variants, with_tail
+    from assistant.prompting import load_prompt
 
     settings = load_settings(search="local", index=index, lang="en", second_look=False)
     assistant = Assistant.from_settings(settings, model=fake_model)
@@ -89,4 +90,4 @@ def test_the_reading_ablation_s_variants_send_what_plain_and_rag_send(fake_model
     top3, shown, _ = retrieve(assistant, QUESTION)
     sent = variants(QUESTION, top3, shown)
     assert sent["search-cite"] == rag and sent["plain"] == plain
-    assert sent["search-short"][:-1] == rag[:-1] and sent["search-short"][-1].content.endswith("(a few words).")
+    assert sent["search-short"] == with_tail(rag, load_prompt("answer_short"))

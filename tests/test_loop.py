@@ -289,3 +289,31 @@ def test_three_sources_are_shown_unless_the_setting_says_otherwise(fake_model):
     assert default.shown == [1, 2, 3] and five.shown == [1, 2, 3, 4, 5]
     prompts = [call[0][1].content for call in fake_model.history]
     assert "[3] Painting 3" in prompts[0] and "[4] Painting 4" not in prompts[0] and "[5] Painting 5" in prompts[1]
+
+
+def test_asked_for_the_short_answer_alone_the_answer_still_cites_its_source(fake_model):
+    # Qwen's presets ask for the short answer alone (`Preset.answer_prompt`); its sources are found after
+    search = ListSearch(table={"Who painted The Night Watch?": [AMSTERDAM, NIGHT_WATCH]})
+    fake_model.enqueue("Rembrandt van Rijn")
+    a = final(run(fake_model, search, multi=False, answer_prompt="answer_short"))
+    ((messages, _),) = fake_model.history
+    assert messages[-1].content.endswith("\nReply with only the short answer (a few words).")
+    assert a.short_answer == "Rembrandt van Rijn" and [s.id for s in a.sources] == ["nw"]
+    assert a.answer.startswith("Rembrandt van Rijn [2]")
+
+
+def test_each_preset_s_answering_prompt_is_the_one_the_loop_sends(fake_model, index):
+    from assistant.models import ModelSpec
+    from assistant.models.presets import PRESETS
+    from assistant.prompting import load_prompt
+    from assistant.runner import Assistant
+    from assistant.settings import load_settings
+
+    settings = load_settings(search="local", index=index, lang="en", second_look=False)
+    for name, prompt in [("qwen2.5-coder-1.5b", "answer_short"), ("smollm2-135m", "answer_format")]:
+        assert PRESETS[name].answer_prompt == prompt
+        spec = ModelSpec("llama.cpp", name, preset=PRESETS[name])
+        fake_model.history.clear()
+        fake_model.enqueue("Trent")
+        list(Assistant.from_settings(settings, model=fake_model, spec=spec).ask("Which river joins the Ouse?"))
+        assert fake_model.history[0][0][-1].content.endswith("\n" + load_prompt(prompt)), name

