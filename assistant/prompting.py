@@ -332,10 +332,20 @@ def attribute(short_answer: str, question: str, sources: list[Source]) -> list[i
             runs[-1].append(word)
     phrases = [" ".join(run) for run in map(_strip_stop_words, runs) if run]
     if not any(_says_something(phrase.split()) for phrase in phrases):
-        return []
+        return _named(_strip_stop_words(words), sources)
     # A phrase cannot run from the title into the text: no word token is "|".
     texts = [(s.n, f"{' '.join(_words(s.title))} | {' '.join(_words(s.text))}") for s in sources]
     return [n for n, text in texts if all(holds_phrase(text, phrase) for phrase in phrases)]
+
+
+def _named(words: list[str], sources: list[Source]) -> list[int]:
+    """Sources about an answer that only restates the question, one of the things it names ("Which band formed
+    first, Letters to Cleo or X?" → "Letters to Cleo"): those whose title holds the whole answer. Nothing for an
+    answer that says nothing of its own ("yes", "album")."""
+    phrase = " ".join(words)
+    if phrase in ("yes", "no") or not _says_something(words):
+        return []
+    return [s.n for s in sources if holds_phrase(" ".join(_words(s.title)), phrase)]
 
 
 def _says_something(words: list[str]) -> bool:

@@ -181,3 +181,15 @@ def test_words_that_restate_the_question_are_dropped_before_matching():
     assert attribute("The Beatles' Sgt. Pepper's Lonely Hearts Club Band", question, shown) == [1]
     assert attribute("Sgt. Pepper's Lonely Hearts Club Band, a Beatles album", question, shown) == [1]
     assert attribute("Beatles album", question, shown) == []  # nothing left beyond the question
+
+
+def test_an_answer_the_question_offers_is_attributed_to_the_source_about_it():
+    # the comparison questions of HotpotQA: the answer is one of the two things the question names
+    question = "Which band was formed first, Letters to Cleo or Screaming Trees?"
+    shown = sources(
+        ("Screaming Trees", "Screaming Trees was an American rock band formed in Ellensburg, Washington in 1985."),
+        ("Letters to Cleo", "Letters to Cleo is an American alternative rock band from Boston, formed in 1990."),
+    )
+    assert attribute("Letters to Cleo", question, shown) == [2]
+    assert attribute("the Screaming Trees", question, shown) == [1]
+    assert attribute("the band", question, shown) == [] and attribute("yes", question, shown) == []
