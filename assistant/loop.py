@@ -86,7 +86,8 @@ def answer(
     state = RunState(question, model.name, getattr(search, "name", "none"), ctx)
     state.timings["load"] = load_seconds
     opts = GenerationOptions(max_tokens=max_tokens, temperature=temperature)
-    turns = fit_turns(history, question, model, context_tokens, max_tokens, prompts) if history else []
+    fit = (history, question, model, context_tokens, max_tokens, prompts, answer_prompt)
+    turns = fit_turns(*fit) if history else []
     yield StepStarted(1)
     if ctx is None or search is None:
         completion = yield from generation(model, closed_messages(question, turns, prompts), opts, state)
@@ -173,16 +174,17 @@ def fit_turns(
     context_tokens: int,
     max_tokens: int,
     prompts: Prompts = ENGLISH,
+    answer_prompt: str = "answer_example",
 ) -> list[Turn]:
     """The earlier turns that fit the model's window beside the sources (`context_tokens`), the answer
-    (`max_tokens`), the question, the system prompts (all counted, to be safe) and slack for notes: never a
-    context overflow."""
-    fixed = sum(model.count_tokens(prompts.text(name)) for name in _PROMPTS)
+    (`max_tokens`), the question, the prompts (search, next step and the answering one, all counted, to be safe)
+    and slack for notes: never a context overflow."""
+    fixed = sum(model.count_tokens(prompts.text(name)) for name in (*_PROMPTS, answer_prompt))
     room = model.context_length - context_tokens - max_tokens - fixed - model.count_tokens(question) - _SLACK
     return fit_history(history, room, model.count_tokens)
 
 
-_PROMPTS = ("search", "next_step", "answer_example", "answer_format", "answer_short")
+_PROMPTS = ("search", "next_step")  # beside the answering prompt the model is given
 _SLACK = 160  # notes (a failed call, the queries tried) and the chat template around the current messages
 
 
