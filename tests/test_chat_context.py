@@ -46,7 +46,7 @@ def ask(model, question, history, search=None, **kw):
 
 def test_without_history_the_messages_are_unchanged():
     sources = [Source(1, "nw", "The Night Watch", text="A painting by Rembrandt.")]
-    assert search_messages("Q?", sources, ["n"], True, ()) == search_messages("Q?", sources, ["n"])
+    assert search_messages("Q?", sources, ["n"], "answer_example", ()) == search_messages("Q?", sources, ["n"])
     assert closed_messages("Q?", []) == closed_messages("Q?")
     assert standalone_query("Who painted it?", []) == "Who painted it?"
 
