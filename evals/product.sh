@@ -8,8 +8,8 @@
 # Every run is made at confidence threshold 1.0: a second look at every answer that is not certain, so that each
 # row holds both looks and any lower threshold replays exactly (python -m assistant.evals.confidence RUN
 # --threshold T --replay-out DIR): the threshold is chosen on HotpotQA and reported on wiki-dev300 from the same
-# rows, and the product at its default threshold is the replay at that threshold. TriviaQA runs in steps of 50
-# questions, so that a stopped run holds every mode for the same questions. Hours on 2 cores: SmolLM2 ~1 h,
+# rows, and the product at its default threshold is the replay at that threshold. Qwen runs in steps (25
+# HotpotQA questions, 50 TriviaQA), so that a stopped run holds every mode for the same questions. Hours on 2 cores: SmolLM2 ~1 h,
 # Qwen2.5-Coder-1.5B ~9 h (80 s a question for the three modes).
 set -euo pipefail
 # `python3 -m assistant` runs the package of the folder it is started in (a pinned worktree), `assistant` the
@@ -30,7 +30,9 @@ run() {  # MODEL DATASET LIMIT INDEX NAME
 }
 run smollm2-135m "$hotpot" 100 "$out/hotpot.db" hotpot-smol
 run smollm2-135m "$tqa" 300 "$out/tqa.db" tqa-smol
-run qwen2.5-coder-1.5b "$hotpot" 100 "$out/hotpot.db" hotpot-qwen
+for n in 25 50 75 100; do
+  run qwen2.5-coder-1.5b "$hotpot" "$n" "$out/hotpot.db" hotpot-qwen
+done
 for n in 50 100 150 200 250 300; do
   run qwen2.5-coder-1.5b "$tqa" "$n" "$out/tqa.db" tqa-qwen
 done
