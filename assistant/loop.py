@@ -140,7 +140,7 @@ def answer(
             second = yield from read(deeper, started)
             looks.append(second.look)
             best = second if second.look.confidence > best.look.confidence else best
-    yield state.answer(best.parsed, best.shown, best.look, looks, judging)
+    yield state.answer(best.parsed, best.shown, best.look, looks, judging, answer_prompt != "answer_short")
 
 
 def judged(parsed: ParsedAnswer, reply: Completion, question: str, shown: list[Source]) -> Candidate:

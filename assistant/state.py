@@ -181,11 +181,18 @@ class RunState:
             self.problems.append(f"{generation}: the model's reply was empty")
 
     def answer(
-        self, parsed: ParsedAnswer, shown: list[Source], chosen: Look, looks: list[Look], judging: Judging
+        self,
+        parsed: ParsedAnswer,
+        shown: list[Source],
+        chosen: Look,
+        looks: list[Look],
+        judging: Judging,
+        asked_to_cite: bool = True,
     ) -> Answer:
         """The final Answer event from the reply parsed against the `shown` sources (citations of sources never
         shown were removed by the parse), with the confidence of its look, `chosen` among `looks` (every answer
-        the loop considered), and marked uncertain below the threshold."""
+        the loop considered), and marked uncertain below the threshold. A model that was not asked to cite
+        (`asked_to_cite` false: the short answer alone) is given its citations without a note saying so."""
         uncertain = chosen.confidence < judging.threshold
         notes = [f"removed citation [{n}]: no such source was shown" for n in parsed.dropped]
         text, cited = parsed.answer, parsed.cited
@@ -196,7 +203,10 @@ class RunState:
                 marks = "".join(f"[{n}]" for n in cited)
                 first, _, rest = text.partition("\n")
                 text = f"{first} {marks}" + (f"\n{rest}" if rest else "")
-                notes.append(f"citations {marks} added: the model cited nothing and those sources contain the answer")
+                if asked_to_cite:
+                    notes.append(
+                        f"citations {marks} added: the model cited nothing and those sources contain the answer"
+                    )
             else:
                 notes.append("the answer cites no source, and no source shown contains it: treat it with care")
         grounded = bool(cited) and supported(parsed.short_answer, self.question, [s for s in shown if s.n in cited])

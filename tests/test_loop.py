@@ -300,6 +300,7 @@ def test_asked_for_the_short_answer_alone_the_answer_still_cites_its_source(fake
     assert messages[-1].content.endswith("\nReply with only the short answer (a few words).")
     assert a.short_answer == "Rembrandt van Rijn" and [s.id for s in a.sources] == ["nw"]
     assert a.answer.startswith("Rembrandt van Rijn [2]")
+    assert not any("added" in n for n in a.notes), "a note that the model cited nothing, though it was not asked to"
 
 
 def test_each_preset_s_answering_prompt_is_the_one_the_loop_sends(fake_model, index):
