@@ -17,7 +17,7 @@ search, as `rag` and `plain` do), and then answered by several prompts that diff
 | rag5-cite | the project's | what `rag` shows | the answer and its source number: `rag`'s before 16e54cf |
 | plain-bare | the baseline's | top 3, titles without their "(disambiguation)" | the short answer |
 | search-cite | prompts/search.md | top 3, fenced | the answer and its source number ("answer_example") |
-| search-short | prompts/search.md | top 3, fenced | the short answer, its citation found by `attribute` ("answer_short") |
+| search-short | prompts/search.md | top 3, fenced | the short answer, cited after by `attribute` ("answer_short") |
 
 search-cite and search-short are `rag`'s first look with each `Preset.answer_prompt`: the Qwen presets ask for the
 short answer alone, chosen by this ablation on HotpotQA and wiki-dev300 (docs/results.md, "Reading").
