@@ -86,8 +86,7 @@ def answer(
     state = RunState(question, model.name, getattr(search, "name", "none"), ctx)
     state.timings["load"] = load_seconds
     opts = GenerationOptions(max_tokens=max_tokens, temperature=temperature)
-    fit = (history, question, model, context_tokens, max_tokens, prompts, answer_prompt)
-    turns = fit_turns(*fit) if history else []
+    turns = fit_turns(history, question, model, context_tokens, max_tokens, prompts, answer_prompt) if history else []
     yield StepStarted(1)
     if ctx is None or search is None:
         completion = yield from generation(model, closed_messages(question, turns, prompts), opts, state)

@@ -140,7 +140,7 @@ class Assistant:
             max_tokens=min(max_tokens or s.max_tokens, s.max_tokens),
             temperature=s.temperature,
             load_seconds=load,
-            answer_prompt=spec.preset.answer_prompt if spec.preset else "answer_example",
+            answer_prompt=spec.answer_prompt,
             history=history,
             judging=judging,
         )

@@ -94,9 +94,9 @@ def variants(question: str, top3: list[Source], shown: list[Source]) -> dict[str
     }
 
 
-VARIANTS = ("plain", "plain-cite", "fenced-cite", "rag3", "rag3-cite", "rag5", "rag5-cite", "plain-bare") + (
-    "search-cite",
-    "search-short",
+VARIANTS = (
+    *("plain", "plain-cite", "fenced-cite", "rag3", "rag3-cite", "rag5", "rag5-cite", "plain-bare"),
+    *("search-cite", "search-short"),
 )
 
 

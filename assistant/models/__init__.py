@@ -54,6 +54,11 @@ class ModelSpec:
         return self.preset.tool_calling if self.preset else False
 
     @property
+    def answer_prompt(self) -> str:
+        """The prompt that asks the model for its answer: its preset's, else the answer and its source by example."""
+        return self.preset.answer_prompt if self.preset else "answer_example"
+
+    @property
     def key(self) -> tuple[str, str]:
         """What identifies a loaded model."""
         return (self.backend, self.target)
