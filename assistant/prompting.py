@@ -67,10 +67,22 @@ def trim_restatement(short: str, question: str, lang: str = "en") -> str:
         start += 1
     while end > start and restates(words[end - 1]) and not after_initial(end - 1):
         end -= 1
+    if _name_goes_on(words[start:end], words[end:]):
+        end = len(words)
     core = " ".join(words[start:end]).strip(" ,;:.!?\"'")
     return core if core and any(t not in stop for t in tokenize(core)) else short
 
 
+def _name_goes_on(core: list[str], tail: list[str]) -> bool:
+    """Whether the words cut from the end of an answer continue its name: "and Juliet" of "Tromeo and Juliet", "of
+    England" of "Bank of England", though the question names Juliet or England. A capitalised core, then a joining
+    word, then capitalised words (joining words between them) and nothing else."""
+    if not core or len(tail) < 2 or not core[-1][:1].isupper() or tail[0].casefold() not in _JOINING:
+        return False
+    return tail[-1][:1].isupper() and all(w[:1].isupper() or w.casefold() in _JOINING for w in tail[1:])
+
+
+_JOINING = frozenset(("and", "&", "of", "the"))
 _NO_SPACE = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]")  # Han and kana: no spaces between words
 _JOINTS = "是为はが"  # copulas and particles left at a cut ("…首都是北京" → "是北京" → "北京")
 

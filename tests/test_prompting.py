@@ -62,6 +62,10 @@ def test_sentences_that_restate_the_question_are_trimmed_to_the_answer():
         # the question's own name after an initial or a title ends the answer's name: "Henry J" is no answer
         ("Which industrialist founded Kaiser Permanente?", "Henry J. Kaiser [1]", "Henry J. Kaiser"),
         ("Who is the teacher in Goodbye, Mr. Chips?", "The teacher is Mr. Chips [1]", "Mr. Chips"),
+        # a name that goes on with words of the question is kept whole: "Romeo" and "Bank" are no answers
+        ("Which Shakespeare play ends with Juliet's death in Verona?", "Romeo and Juliet [1]", "Romeo and Juliet"),
+        ("Which bank did England nationalise in 1946?", "The Bank of England [1]", "The Bank of England"),
+        ("Where is the Prado, in Spain?", "The Prado is in Madrid, Spain [1]", "Madrid"),
     ]
     for question, reply, short in cases:
         assert parse_answer(reply, {1}, question).short_answer == short, reply
