@@ -188,7 +188,10 @@ def _flag(name: str) -> inspect.Parameter:
     """The keyword parameter Typer turns into `--name`, from the Settings field of that name."""
     field = Settings.model_fields[name]
     kind = _cli_type(field.annotation)
-    names = [f"--{name.replace('_', '-')}", *([_SHORT[name]] if name in _SHORT else [])]
+    flag = f"--{name.replace('_', '-')}"
+    if kind == bool | None:  # a switch both ways: a default of True must be able to be turned off
+        flag = f"{flag}/--no-{name.replace('_', '-')}"
+    names = [flag, *([_SHORT[name]] if name in _SHORT else [])]
     default = "" if field.default is None else f" [default: {field.default}]"
     option = typer.Option(
         *names,

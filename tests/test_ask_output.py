@@ -170,3 +170,14 @@ def test_a_library_warning_goes_through_logging_as_one_line(index: Path, monkeyp
 def test_version():
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and result.stdout == f"search-assistant {assistant.__version__}\n", result.output
+
+
+def test_the_second_look_can_be_turned_off_from_the_command_line(model: FakeModel, index: Path):
+    # "Zorbograd" is in no source: below the threshold, so the loop looks again unless told not to
+    model.enqueue("Answer: Zorbograd [1]", "Answer: Zorbograd [2]")
+    looked = runner.invoke(app, ask(index, "-q", "--max-results", "2"))
+    assert looked.exit_code != 0 and len(model.history) == 2, looked.output
+    model.history.clear()
+    model.enqueue("Answer: Zorbograd [1]")
+    once = runner.invoke(app, ask(index, "-q", "--max-results", "2", "--no-second-look"))
+    assert once.exit_code == looked.exit_code and len(model.history) == 1, once.output
