@@ -2,9 +2,10 @@
 
 Small models drop accents, change case and punctuation when they copy a name. When the answer's words are, word
 for word, a run of a source's words up to case, accents (compatibility forms too) and punctuation between
-words, the answer becomes that run as the source writes it. Nothing else counts: a transliteration ("moskva" for
-"Москва") or a translation is not the same words, and an answer found nowhere stays as the model wrote it; nor
-are capitals the source lacks taken away ("The Humber" stays, though the source says "the Humber").
+words (each Han or kana character a word), the answer becomes that run as the source writes it. Nothing else
+counts: a transliteration ("moskva" for "Москва") or a translation is not the same words, and an answer found
+nowhere stays as the model wrote it; nor are capitals the source lacks taken away ("The Humber" stays, though
+the source says "the Humber").
 
     python -m assistant.spans "bogota" "Bogotá, officially Bogotá, Distrito Capital"    # prints Bogotá
 """
@@ -16,7 +17,10 @@ import sys
 import unicodedata
 from collections.abc import Sequence
 
-_WORD = re.compile(r"\w+")
+# A word: a run of letters and digits, except that each Han or kana character is a word of its own (Chinese and
+# Japanese are written without spaces, so "24次" and "24 次" are the same two words)
+_UNSPACED = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff"
+_WORD = re.compile(f"[{_UNSPACED}]|[^\\W{_UNSPACED}]+")
 
 
 def _fold(word: str) -> str:

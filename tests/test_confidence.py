@@ -206,6 +206,7 @@ def test_a_model_chosen_search_shows_new_candidates_not_the_same_ones_again(fake
         ("Malaga!", "Málaga es una ciudad.", "Málaga!"),
         ("ΑΘΗΝΑ", "Η Αθήνα είναι πρωτεύουσα.", "Αθήνα"),
         ("москва", "Москва — столица России.", "Москва"),
+        ("24次", "2015 年黑豹队的防守有 24 次拦截。", "24 次"),  # Han characters are words: the source's spacing
     ],
 )
 def test_an_answer_that_is_a_span_takes_the_sources_form(answer: str, text: str, form: str) -> None:
@@ -220,6 +221,7 @@ def test_an_answer_that_is_a_span_takes_the_sources_form(answer: str, text: str,
         ("Bogota officially", "Bogotá (, , ; ), officially"),  # too much between the words
         ("New York", "New\nYork"),  # not on one line
         ("The Humber", "Trent and Ouse form the Humber."),  # the answer's own capitals stay
+        ("24次", "防守有 124 次拦截。"),  # part of a number is not the number
     ],
 )
 def test_an_answer_that_is_not_a_span_stays_as_written(answer: str, text: str) -> None:
