@@ -14,6 +14,10 @@ left at its default was not measured, or did not help:
 - `answer_labels`: words a reply opens its answer with ("Ответ: Богота"), removed like "Answer:".
 - `copulas`: endings a small model glues to the answer in a sentence-like reply ("수메르어입니다": "it is
   Sumerian"), cut from the answer's last word.
+- `numbers`: the words for two to ten, each number's written forms (Russian's cases: "четыре", "четырьмя"). A
+  model that answers "4" where its sources write only "cuatro" gets the source's word (assistant/spans.py,
+  `number_form`). Left empty where a digit's word is also a common other word or part of larger numbers
+  (Vietnamese "năm" is also "year"; Han "四" is also part of "十四"), and where no one here reads the language.
 """
 
 from __future__ import annotations
@@ -32,10 +36,20 @@ class Language:
     stop_words: frozenset[str] = field(default_factory=frozenset)
     answer_labels: tuple[str, ...] = ()
     copulas: tuple[str, ...] = ()
+    numbers: tuple[frozenset[str], ...] = ()  # the forms of 2, 3, … 10
 
 
 def _words(text: str) -> frozenset[str]:
     return frozenset(text.split())
+
+
+def _numbers(text: str) -> tuple[frozenset[str], ...]:
+    """The forms of two to ten, "|" between numbers: "two | three | …"."""
+    return tuple(_words(forms) for forms in text.split("|"))
+
+
+# English has no entry below (its questions take the default route); its numbers live here
+ENGLISH_NUMBERS = _numbers("two | three | four | five | six | seven | eight | nine | ten")
 
 
 # Hindi has no ddgs region of its own: India's.
@@ -47,6 +61,10 @@ LANGUAGES: dict[str, Language] = {
         "arabic",
         _words("ما ماذا من متى أين كم كيف لماذا هل أي التي الذي في على من إلى عن مع هو هي كان كانت و أو ثم"),
         ("الإجابة", "الجواب"),
+        numbers=_numbers(
+            "اثنان اثنين اثنتان اثنتين | ثلاثة ثلاث | أربعة أربع | خمسة خمس | ستة ست | "
+            "سبعة سبع | ثمانية ثماني ثمان | تسعة تسع | عشرة عشر"
+        ),
     ),
     "de": Language(
         "German",
@@ -59,6 +77,7 @@ LANGUAGES: dict[str, Language] = {
             "welches welchen wieviel viele"
         ),
         ("antwort",),
+        numbers=_numbers("zwei | drei | vier | fünf | sechs | sieben | acht | neun | zehn"),
     ),
     "el": Language(
         "Greek",
@@ -70,6 +89,10 @@ LANGUAGES: dict[str, Language] = {
             "ποιος ποια ποιο ποιοι ποιες τι πότε πού πώς πόσα πόσοι πόσες"
         ),
         ("απάντηση",),
+        numbers=_numbers(
+            "δύο | τρία τρεις τριών | τέσσερα τέσσερις τεσσάρων | πέντε | έξι | επτά εφτά | "
+            "οκτώ οχτώ | εννέα εννιά | δέκα"
+        ),
     ),
     "es": Language(
         "Spanish",
@@ -81,6 +104,7 @@ LANGUAGES: dict[str, Language] = {
             "qué quién quiénes cuál cuáles cuándo dónde cómo cuánto cuántos cuántas se su sus"
         ),
         ("respuesta",),
+        numbers=_numbers("dos | tres | cuatro | cinco | seis | siete | ocho | nueve | diez"),
     ),
     "fr": Language(
         "French",
@@ -92,6 +116,7 @@ LANGUAGES: dict[str, Language] = {
             "qui quoi quel quelle quels quelles quand où comment combien se sa son ses"
         ),
         ("réponse",),
+        numbers=_numbers("deux | trois | quatre | cinq | six | sept | huit | neuf | dix"),
     ),
     "hi": Language(
         "Hindi",
@@ -111,6 +136,7 @@ LANGUAGES: dict[str, Language] = {
             "sono era erano chi cosa quale quali quando dove come quanto quanti"
         ),
         ("risposta",),
+        numbers=_numbers("due | tre | quattro | cinque | sei | sette | otto | nove | dieci"),
     ),
     "ja": Language(
         "Japanese",
@@ -142,6 +168,7 @@ LANGUAGES: dict[str, Language] = {
             "welke welk hoeveel"
         ),
         ("antwoord",),
+        numbers=_numbers("twee | drie | vier | vijf | zes | zeven | acht | negen | tien"),
     ),
     "pl": Language(
         "Polish",
@@ -163,6 +190,7 @@ LANGUAGES: dict[str, Language] = {
             "qual quais quando onde como quanto quantos"
         ),
         ("resposta",),
+        numbers=_numbers("dois duas | três | quatro | cinco | seis | sete | oito | nove | dez"),
     ),
     "ro": Language(
         "Romanian",
@@ -174,6 +202,7 @@ LANGUAGES: dict[str, Language] = {
             "cum cât câte câți al ale lui"
         ),
         ("răspuns",),
+        numbers=_numbers("doi două | trei | patru | cinci | șase | șapte | opt | nouă | zece"),
     ),
     "ru": Language(
         "Russian",
@@ -185,6 +214,11 @@ LANGUAGES: dict[str, Language] = {
             "где как сколько почему чем чего чей является был была было были это"
         ),
         ("ответ",),
+        numbers=_numbers(
+            "два две двух двум двумя | три трёх трём тремя | четыре четырёх четырём четырьмя | "
+            "пять пяти пятью | шесть шести шестью | семь семи семью | восемь восьми восемью | "
+            "девять девяти девятью | десять десяти десятью"
+        ),
     ),
     "th": Language(
         "Thai", "th-th", "Thai", None, _words("อะไร ใคร เมื่อไร ที่ไหน อย่างไร เท่าไร กี่ คือ เป็น ของ ที่ ใน และ"), ("คำตอบ",)
@@ -196,6 +230,7 @@ LANGUAGES: dict[str, Language] = {
         "turkish",
         _words("bir ve veya ile de da mi mı mu mü ne kim kimin nerede ne zaman nasıl hangi kaç neden nedir kimdir"),
         ("cevap", "yanıt"),
+        numbers=_numbers("iki | üç | dört | beş | altı | yedi | sekiz | dokuz | on"),
     ),
     "uk": Language(
         "Ukrainian",
@@ -230,3 +265,9 @@ def stemmer_of(code: str) -> str | None:
     """The Snowball algorithm the index uses for language `code`, or None (its words are kept as they are)."""
     language = LANGUAGES.get(code)
     return language.stemmer if language else None
+
+
+def numbers_of(code: str) -> tuple[frozenset[str], ...]:
+    """The forms of two to ten in language `code`: English's for English and any language without a route."""
+    language = LANGUAGES.get(code)
+    return language.numbers if language else ENGLISH_NUMBERS

@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 
 from assistant.confidence import Judging, Look, answer_probability, confidence
 from assistant.events import Event, Source, StepStarted, Token
+from assistant.languages import numbers_of
 from assistant.models.base import Completion, GenerationOptions, Message, ModelBackend
 from assistant.prompting import (
     ENGLISH,
@@ -43,7 +44,7 @@ from assistant.prompting import (
     standalone_query,
     supported,
 )
-from assistant.spans import source_form
+from assistant.spans import number_form, source_form
 from assistant.state import RunState
 from assistant.tools import Tool, ToolContext
 
@@ -91,7 +92,7 @@ def answer(
     if ctx is None or search is None:
         completion = yield from generation(model, closed_messages(question, turns, prompts), opts, state)
         parsed = parse_answer(completion.text, set(), question, prompts.question_lang)
-        closed = judged(parsed, completion, question, [])
+        closed = judged(parsed, completion, question, [], prompts.question_lang)
         yield state.answer(closed.parsed, [], closed.look, [closed.look], judging)
         return
     query = standalone_query(question, history)
@@ -101,7 +102,7 @@ def answer(
         messages = search_messages(question, shown, state.notes, answer_prompt, turns, prompts)
         reply = yield from generation(model, messages, opts, state)
         parsed = parse_answer(reply.text, {s.n for s in shown}, question, prompts.question_lang)
-        candidate = judged(parsed, reply, question, shown)
+        candidate = judged(parsed, reply, question, shown, prompts.question_lang)
         u, seconds = reply.usage, time.perf_counter() - started
         look = candidate.look
         candidate.look = replace(
@@ -142,9 +143,15 @@ def answer(
     yield state.answer(best.parsed, best.shown, best.look, looks, judging, answer_prompt != "answer_short")
 
 
-def judged(parsed: ParsedAnswer, reply: Completion, question: str, shown: list[Source]) -> Candidate:
-    """The reply as a candidate: its confidence, then its short answer in the form a source writes it."""
-    probability = answer_probability(reply.logprobs, parsed.short_answer)
+def judged(parsed: ParsedAnswer, reply: Completion, question: str, shown: list[Source], lang: str) -> Candidate:
+    """The reply as a candidate: its short answer in the form a source writes it, and its confidence. `lang`:
+    the question's language, whose number words a number in digits may take."""
+    probability = answer_probability(reply.logprobs, parsed.short_answer)  # of the tokens as generated
+    cited_first = sorted(shown, key=lambda s: s.n not in parsed.cited)
+    texts = [f"{s.title}\n{s.text}" for s in cited_first]
+    form = source_form(number_form(parsed.short_answer, texts, numbers_of(lang)), texts)
+    if form != parsed.short_answer and not abstained(parsed.short_answer):
+        parsed = replace(parsed, short_answer=form, answer=parsed.answer.replace(parsed.short_answer, form, 1))
     held = supported(parsed.short_answer, question, shown)
     gave_up = abstained(parsed.short_answer)
     # The sources it cites: its own citations, else the shown sources that contain the answer (at most 3), which
@@ -158,11 +165,6 @@ def judged(parsed: ParsedAnswer, reply: Completion, question: str, shown: list[S
         context=tuple((s.n, shown_text(s)) for s in shown),
         cited=cited,
     )
-    cited_first = sorted(shown, key=lambda s: s.n not in parsed.cited)
-    form = source_form(parsed.short_answer, [f"{s.title}\n{s.text}" for s in cited_first])
-    if form != parsed.short_answer and not gave_up:
-        parsed = replace(parsed, short_answer=form, answer=parsed.answer.replace(parsed.short_answer, form, 1))
-        look = replace(look, short_answer=form)
     return Candidate(parsed, shown, look)
 
 

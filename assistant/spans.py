@@ -7,6 +7,9 @@ counts: a transliteration ("moskva" for "Москва") or a translation is not 
 nowhere stays as the model wrote it; nor are capitals the source lacks taken away ("The Humber" stays, though
 the source says "the Humber").
 
+A number from 2 to 10 written in digits takes the word its sources write when they never write the digits
+("4" → "cuatro", "четырьмя"): the same value in the source's form, as extractive answers are scored.
+
     python -m assistant.spans "bogota" "Bogotá, officially Bogotá, Distrito Capital"    # prints Bogotá
 """
 
@@ -50,6 +53,20 @@ def source_form(answer: str, texts: Sequence[str]) -> str:
                     return answer
                 return answer[: mine[0].start()] + theirs + answer[mine[-1].end() :]
     return answer
+
+
+def number_form(answer: str, texts: Sequence[str], numbers: Sequence[frozenset[str]]) -> str:
+    """A number from 2 to 10 that the model wrote in digits, as the first of `texts` that writes it in words does
+    ("4" → "cuatro"), when none of them holds the digits; `numbers`: the forms of 2, 3, … 10 in the question's
+    language (assistant/languages.py). Anything else stays as it is."""
+    digits = answer.strip()
+    if not digits.isdecimal() or not 2 <= int(digits) < 2 + len(numbers):
+        return answer
+    forms = {_fold(form) for form in numbers[int(digits) - 2]}
+    words = [m.group() for text in texts for m in _WORD.finditer(text)]
+    if str(int(digits)) in words:
+        return answer
+    return next((word for word in words if _fold(word) in forms), answer)
 
 
 def _capitalized(ours: str, theirs: str) -> bool:

@@ -11,11 +11,13 @@ import pytest
 
 from assistant.confidence import Judging, answer_probability, confidence
 from assistant.events import Answer, ToolCalled
+from assistant.languages import ENGLISH_NUMBERS, numbers_of
 from assistant.loop import answer
 from assistant.models.base import GenerationOptions, Message, TokenLogprob, generate
 from assistant.models.presets import PRESETS, local_path
+from assistant.prompting import Prompts
 from assistant.search.base import SearchResult
-from assistant.spans import source_form
+from assistant.spans import number_form, source_form
 from assistant.state import NOT_SETTLED
 from assistant.tools import ToolContext, default_tools
 from assistant.web import FetchPolicy
@@ -226,6 +228,36 @@ def test_an_answer_that_is_a_span_takes_the_sources_form(answer: str, text: str,
 )
 def test_an_answer_that_is_not_a_span_stays_as_written(answer: str, text: str) -> None:
     assert source_form(answer, [text]) == answer
+
+
+@pytest.mark.parametrize(
+    ("answer", "text", "lang", "form"),
+    [
+        ("4", "Josh Norman intercepted four passes.", "en", "four"),
+        ("4", "Джош Норман перехватил мяч четырьмя передачами.", "ru", "четырьмя"),  # a case of "четыре"
+        ("4", "Josh Norman interceptó cuatro balones.", "es", "cuatro"),
+        ("4", "He intercepted four passes, 4 of them in 2015.", "en", "4"),  # the source writes the digits too
+        ("4", "It took fourteen days.", "en", "4"),  # another number
+        ("1", "one of the four", "en", "1"),  # one is too common a word to stand for 1
+        ("12", "twelve", "en", "12"),  # past ten
+        ("4", "Josh Norman interceptó cuatro balones.", "en", "4"),  # English question: Spanish words are not its
+        ("4", "约什·诺曼拦截了四次。", "zh", "4"),  # no number words for Chinese: 四 is also in 十四
+    ],
+)
+def test_a_number_in_digits_takes_the_word_its_source_writes(answer: str, text: str, lang: str, form: str) -> None:
+    assert number_form(answer, [text], numbers_of(lang)) == form
+    assert numbers_of("xx") == ENGLISH_NUMBERS, "a language without a route counts in English"
+
+
+def test_the_loop_gives_a_number_in_the_sources_words_and_counts_it_supported(fake_model: FakeModel) -> None:
+    question = "¿Cuántos balones interceptó Josh Norman?"
+    norman = [SearchResult("n", "Josh Norman", "", "", "Josh Norman interceptó cuatro balones en 2015.")]
+    search = DepthSearch(table={question: norman})
+    fake_model.enqueue("Respuesta: 4 [1]", probability=0.9)
+    spanish = Prompts(lang="es", question_lang="es")
+    a = final(run(fake_model, search, question=question, prompts=spanish, judging=Judging(threshold=0.5)))
+    assert a.short_answer == "cuatro" and "cuatro [1]" in a.answer and "4" not in a.answer, a
+    assert a.looks[0]["supported"] and not a.uncertain, "the source states it, in words"
 
 
 def test_the_loop_gives_the_short_answer_and_the_reply_in_the_sources_form(fake_model: FakeModel) -> None:
