@@ -18,6 +18,7 @@ left at its default was not measured, or did not help:
   model that answers "4" where its sources write only "cuatro" gets the source's word (assistant/spans.py,
   `number_form`). Left empty where a digit's word is also a common other word or part of larger numbers
   (Vietnamese "năm" is also "year"; Han "四" is also part of "十四"), and where no one here reads the language.
+  Korean has its native numbers (일곱) alone.
 """
 
 from __future__ import annotations
@@ -157,6 +158,8 @@ LANGUAGES: dict[str, Language] = {
         ),
         ("답", "정답"),
         ("입니다", "이에요", "예요", "이다", "이요"),
+        # native numbers, standing alone ("일곱 개의 별"); the Sino-Korean ones (이, 삼, 사) are common syllables
+        numbers=_numbers("둘 | 셋 | 넷 | 다섯 | 여섯 | 일곱 | 여덟 | 아홉 | 열"),
     ),
     "nl": Language(
         "Dutch",

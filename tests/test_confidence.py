@@ -241,6 +241,7 @@ def test_an_answer_that_is_not_a_span_stays_as_written(answer: str, text: str) -
         ("1", "one of the four", "en", "1"),  # one is too common a word to stand for 1
         ("12", "twelve", "en", "12"),  # past ten
         ("4", "Josh Norman interceptó cuatro balones.", "en", "4"),  # English question: Spanish words are not its
+        ("7", "북두칠성은 일곱 개의 별로 이루어져 있다.", "ko", "일곱"),
         ("4", "约什·诺曼拦截了四次。", "zh", "4"),  # no number words for Chinese: 四 is also in 十四
     ],
 )
