@@ -9,10 +9,11 @@ after a call that found nothing new. The trigger is a check of the answer agains
 say-so ("unknown"), a choice made on 60 TriviaQA questions in a run whose rows and commit were not kept, so no
 figure is published. A bad call becomes a note, never a crash.
 Every answer gets a confidence (assistant/confidence.py: its tokens' probability and the support check). Below
-the threshold, one more search goes deeper down the same ranking and the model answers again from the sources
-it had not been shown; the more confident answer is kept, and one still below the threshold is marked uncertain
-(`Judging`). A repeated search never puts sources already shown first again (RunState.shown), so a step that
-searches again reads new candidates rather than the same ones re-ranked.
+the threshold, one more search, twice as deep and ranked by meaning alone where the engine can (a local index
+with vectors), else down the same ranking, and the model answers again from the sources it had not been
+shown; the more confident answer is kept, and one still below the threshold is marked uncertain (`Judging`).
+A repeated search never puts sources already shown first again (RunState.shown), so a step that searches again
+reads new candidates rather than the same ones re-ranked.
 In a chat, `history` holds the earlier turns: the newest that fit the window beside the sources and the answer
 go into every prompt, and a follow-up is searched with a standalone query (prompting.standalone_query).
 """
@@ -44,6 +45,7 @@ from assistant.prompting import (
     standalone_query,
     supported,
 )
+from assistant.search import by_meaning
 from assistant.spans import number_form, source_form
 from assistant.state import RunState
 from assistant.tools import Tool, ToolContext
@@ -130,11 +132,13 @@ def answer(
         stuck = len(state.sources) == known
     looks = [best.look]
     if judging.second_look and best.look.confidence < judging.threshold and best.shown:
-        # A second look: the same query, twice as deep. Sources already shown keep their place (RunState.shown),
-        # so the model reads the next candidates of the ranking; nothing new found, no second answer.
+        # A second look: the same query, twice as deep, ranked by meaning alone where the engine can (a local index
+        # with vectors; the first search fused words and meaning), else down the same ranking. Sources already
+        # shown keep their place (RunState.shown), so the model reads new candidates; nothing new, no second answer.
         yield StepStarted(step + 1)
         started = time.perf_counter()  # the second look's cost counts its search
-        yield from state.call(step + 1, tools["web_search"], {"query": query}, "policy", 2 * ctx.max_results)
+        again = by_meaning(ctx.search)
+        yield from state.call(step + 1, tools["web_search"], {"query": query}, "policy", 2 * ctx.max_results, again)
         deeper = state.shown(context_tokens, model.count_tokens, shown_sources, evidence_tokens)
         if {s.n for s in deeper} - {s.n for s in best.shown}:
             second = yield from read(deeper, started)

@@ -21,6 +21,7 @@ from assistant.evidence import excerpts
 from assistant.models.base import Completion, Usage
 from assistant.passages import cap_tokens
 from assistant.prompting import ParsedAnswer, abstained, shown_text, supported
+from assistant.search.base import SearchBackend
 from assistant.tools import Tool, ToolContext, ToolResult, ToolRetry
 
 log = logging.getLogger(__name__)
@@ -55,13 +56,20 @@ class RunState:
     started: float = field(default_factory=time.perf_counter)
 
     def call(
-        self, step: int, tool: Tool, arguments: dict[str, Any], by: str = "model", depth: int | None = None
+        self,
+        step: int,
+        tool: Tool,
+        arguments: dict[str, Any],
+        by: str = "model",
+        depth: int | None = None,
+        search: SearchBackend | None = None,
     ) -> Iterator[Event]:
         """Run a tool, number the passages it found, and note failures for the model and the user. `depth`: the
-        results a search asks for, when not the question's `max_results` (a second look goes deeper)."""
+        results a search asks for, when not the question's `max_results` (a second look goes deeper); `search`:
+        the engine it asks, when not the question's (a second look ranks by meaning alone)."""
         yield ToolCalled(step, tool.name, arguments, by)
         start = time.perf_counter()
-        result = yield from self._run(step, tool, arguments, depth)
+        result = yield from self._run(step, tool, arguments, depth, search)
         new = [self._add(p.id, p.title, p.url, p.snippet, p.text, (step, pos)) for pos, p in enumerate(result.passages)]
         self.failures += result.failures
         self.tool_notes += result.notes
@@ -90,16 +98,17 @@ class RunState:
         yield ToolReturned(step, tool.name, summary, new, result.error, seconds)
 
     def _run(
-        self, step: int, tool: Tool, arguments: dict[str, Any], depth: int | None
+        self, step: int, tool: Tool, arguments: dict[str, Any], depth: int | None, search: SearchBackend | None
     ) -> Generator[Event, None, ToolResult]:
         """The tool's result, its progress events passed on; a refusal or a library's exception becomes an error
         the model sees (and, for an exception, a note for the user) instead of ending the answer."""
-        key = f"{tool.name}:{sorted(arguments.items())}" + (f":{depth}" if depth else "")
+        key = f"{tool.name}:{sorted(arguments.items())}" + (f":{depth}" if depth else "") + (":other" if search else "")
         if key in self.calls:
             return ToolResult(error=f"{tool.name} was already called with these arguments: answer now")
         self.calls.add(key)
         assert self.ctx is not None
         ctx = replace(self.ctx, fetches=self.fetches, known_urls=frozenset(self.urls))
+        ctx = replace(ctx, search=search) if search else ctx
         events = tool.events(replace(ctx, max_results=depth) if depth else ctx, arguments)
         try:
             while True:

@@ -158,6 +158,24 @@ def test_an_uncertain_answer_can_be_withheld(fake_model: FakeModel) -> None:
     assert a.looks[0]["short_answer"] == "Louvre", "the candidate is still recorded for evals"
 
 
+def test_a_second_look_searches_by_meaning_where_the_engine_can(fake_model: FakeModel) -> None:
+    # The engine's view that ranks by meaning alone (a local index with vectors) puts other candidates first
+    meaning = DepthSearch(table={QUESTION: [PASSAGES[4], PASSAGES[3], *PASSAGES[:3]]})
+
+    class Hybrid(DepthSearch):
+        def by_meaning(self) -> DepthSearch:
+            return meaning
+
+    words = Hybrid(table={QUESTION: PASSAGES})
+    fake_model.enqueue("Answer: Louvre [1]", probability=0.2)
+    fake_model.enqueue("Answer: Rijksmuseum [4]", probability=0.9)
+    a = final(run(fake_model, words, judging=Judging(threshold=0.7)))
+    assert words.depths == [3] and meaning.depths == [6], "the second search asks the view, twice as deep"
+    second = fake_model.history[1][0][-1].content
+    assert second.index("Painting 5") < second.index("Rijksmuseum"), "in the view's order: its best first"
+    assert a.short_answer == "Rijksmuseum" and [look["confidence"] for look in a.looks] == [0.6, 0.95]
+
+
 def test_no_second_look_when_the_deeper_search_finds_nothing_new(fake_model: FakeModel) -> None:
     search = DepthSearch(table={QUESTION: PASSAGES[:2]})
     fake_model.enqueue("Answer: unknown", probability=0.9)

@@ -98,6 +98,23 @@ def test_an_index_without_vectors_searches_with_bm25_and_says_how_to_add_them(in
     assert LocalIndex(index, retriever="dense").find("Bogotá", 1).results[0].title == "Bogotá"
 
 
+def test_an_index_with_vectors_can_be_searched_again_by_meaning_alone(hybrid_index, embedder, index: Path):
+    query = "Which estuary do the Trent and the Ouse form?"
+    hybrid = LocalIndex(hybrid_index, embedder=embedder)
+    view = hybrid.by_meaning()
+    assert view is not None and view.retriever == "dense"
+    dense = LocalIndex(hybrid_index, retriever="dense", embedder=embedder).search(query, 10)
+    assert [r.id for r in view.search(query, 10)] == [r.id for r in dense], "the dense ranking, nothing else"
+    assert [r.id for r in view.search(query, 10)] != [r.id for r in hybrid.search(query, 10)]
+    assert LocalIndex(index).by_meaning() is None, "without vectors there is no other ranking: go deeper"
+    assert LocalIndex(hybrid_index, retriever="dense", embedder=embedder).by_meaning() is None, "already dense"
+    chain = make_search(load_settings(search="local", index=hybrid_index))
+    again = chain.by_meaning() if chain else None
+    assert again is not None and again.backends[0].retriever == "dense"  # type: ignore[attr-defined]
+    bm25_only = make_search(load_settings(search="local", index=index))
+    assert bm25_only is not None and bm25_only.by_meaning() is None
+
+
 def test_the_fallback_note_reaches_the_chains_outcome(index: Path):
     chain = make_search(load_settings(search="local", index=index))
     assert chain is not None

@@ -76,6 +76,17 @@ class FallbackSearch:
         except TypeError:  # written by an older SearchResult; just search again
             return None
 
+    def by_meaning(self) -> FallbackSearch | None:
+        """The chain with each backend that can rank by meaning alone doing so (a local index with vectors; see
+        `by_meaning` below), the others as they are; None when no backend can."""
+        again = [by_meaning(b) for b in self.backends]
+        if all(b is None for b in again):
+            return None
+        backends = [b or old for b, old in zip(again, self.backends, strict=True)]
+        chain = FallbackSearch(backends, self.cache, self.notes, self.retry)
+        chain.breaker = self.breaker  # a backend that is down is down for both
+        return chain
+
     def search(self, query: str, max_results: int = 5) -> list[SearchResult]:
         """Results from the first backend that finds any (the `SearchBackend` interface)."""
         return self.find(query, max_results).results
@@ -114,6 +125,13 @@ class FallbackSearch:
         if len(failures) == len(self.backends):
             raise SearchError("every search backend failed: " + "; ".join(failures))
         return SearchOutcome([], failures, None, notes)
+
+
+def by_meaning(search: SearchBackend | None) -> SearchBackend | None:
+    """`search` ranking by meaning alone, for a second search that differs from the first, or None where it cannot
+    (a web engine ranks as it ranks; a local index without vectors): the caller then searches deeper instead."""
+    view = getattr(search, "by_meaning", None)
+    return view() if callable(view) else None
 
 
 def search_outcome(search: SearchBackend, query: str, max_results: int) -> SearchOutcome:

@@ -156,6 +156,16 @@ class LocalIndex:
         sql = "SELECT rowid FROM docs_fts WHERE docs_fts MATCH ? ORDER BY bm25(docs_fts, ?, 1.0) LIMIT ?"
         return [r for (r,) in con.execute(sql, (match, self.title_weight, n)).fetchall()]
 
+    def by_meaning(self) -> LocalIndex | None:
+        """This index searched by its dense side alone, for a search that must rank differently from the first
+        (the loop's second look), sharing the loaded vectors; None when it has no usable vectors or already
+        ranks by them alone."""
+        if self.retriever == "dense" or isinstance(self.dense(), NoDense):
+            return None
+        view = LocalIndex(self.path, self.title_weight, "dense", self.embedder, self.pool, self.threads)
+        view._con, view._dense, view._stemmers = self._db(), self._dense, self._stemmers
+        return view
+
     def dense(self) -> Dense | NoDense:
         """The dense side (vectors in memory and the query embedder), or NoDense saying why there is none."""
         if self._dense is None:
