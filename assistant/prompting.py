@@ -82,7 +82,7 @@ def _name_goes_on(core: list[str], tail: list[str]) -> bool:
     return tail[-1][:1].isupper() and all(w[:1].isupper() or w.casefold() in _JOINING for w in tail[1:])
 
 
-_JOINING = frozenset(("and", "&", "of", "the"))
+_JOINING = frozenset(("and", "&", "of"))
 _NO_SPACE = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]")  # Han and kana: no spaces between words
 _JOINTS = "是为はが"  # copulas and particles left at a cut ("…首都是北京" → "是北京" → "北京")
 

@@ -66,6 +66,8 @@ def test_sentences_that_restate_the_question_are_trimmed_to_the_answer():
         ("Which Shakespeare play ends with Juliet's death in Verona?", "Romeo and Juliet [1]", "Romeo and Juliet"),
         ("Which bank did England nationalise in 1946?", "The Bank of England [1]", "The Bank of England"),
         ("Where is the Prado, in Spain?", "The Prado is in Madrid, Spain [1]", "Madrid"),
+        # "the" is no joining word: the question's own hedgehog is still cut
+        ("Which hedgehog did he voice?", "Sonic the Hedgehog [1]", "Sonic"),
     ]
     for question, reply, short in cases:
         assert parse_answer(reply, {1}, question).short_answer == short, reply
