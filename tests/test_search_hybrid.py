@@ -108,6 +108,7 @@ def test_an_index_with_vectors_can_be_searched_again_by_meaning_alone(hybrid_ind
     assert [r.id for r in view.search(query, 10)] != [r.id for r in hybrid.search(query, 10)]
     assert LocalIndex(index).by_meaning() is None, "without vectors there is no other ranking: go deeper"
     assert LocalIndex(hybrid_index, retriever="dense", embedder=embedder).by_meaning() is None, "already dense"
+    assert LocalIndex(hybrid_index, retriever="bm25").by_meaning() is None, "BM25 alone, as the user chose"
     chain = make_search(load_settings(search="local", index=hybrid_index))
     again = chain.by_meaning() if chain else None
     assert again is not None and again.backends[0].retriever == "dense"  # type: ignore[attr-defined]

@@ -158,9 +158,9 @@ class LocalIndex:
 
     def by_meaning(self) -> LocalIndex | None:
         """This index searched by its dense side alone, for a search that must rank differently from the first
-        (the loop's second look), sharing the loaded vectors; None when it has no usable vectors or already
-        ranks by them alone."""
-        if self.retriever == "dense" or isinstance(self.dense(), NoDense):
+        (the loop's second look), sharing the loaded vectors; None unless it fuses BM25 with usable vectors (an
+        index searched with BM25 alone by the user's choice stays so)."""
+        if self.retriever != "hybrid" or isinstance(self.dense(), NoDense):
             return None
         view = LocalIndex(self.path, self.title_weight, "dense", self.embedder, self.pool, self.threads)
         view._con, view._dense, view._stemmers = self._db(), self._dense, self._stemmers
