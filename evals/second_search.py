@@ -7,7 +7,7 @@ questions of an eval run (`--mode`, default rag) whose first look fell below `--
 run made it (the policy search of the question, `RunState.shown` with the run's settings from its run.json), then
 each way of searching again, in the same RunState, so sources already read never come first again:
 
-- `deeper`: the question again, twice as deep down the same ranking (the loop's second look to commit 397ae1b);
+- `deeper`: the question again, twice as deep down the same ranking (the loop's second look before commit 00ec5ad);
 - `answer`: the question with the first look's short answer added, as deep as the first search: a wrong answer
   to a two-step question is often the entity in between ("the director of X"), whose own page holds the answer;
 - `dense`: the question on the dense side alone, twice as deep: meaning, where the first ranking weighed words.
