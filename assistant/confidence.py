@@ -72,8 +72,7 @@ def confidence(probability: float | None, supported: bool, abstained: bool = Fal
 class Judging:
     """What the loop does with an answer's confidence: below `threshold`, one more search that ranks differently
     (by meaning alone where it can, else deeper down the same ranking) and a second answer (`second_look`); still
-    below it, the answer is marked uncertain, its
-    best candidate shown (`show_uncertain`) or withheld."""
+    below it, the answer is marked uncertain, its best candidate shown (`show_uncertain`) or withheld."""
 
     threshold: float = DEFAULT_THRESHOLD
     second_look: bool = True

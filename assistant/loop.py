@@ -153,11 +153,11 @@ def judged(parsed: ParsedAnswer, reply: Completion, question: str, shown: list[S
     probability = answer_probability(reply.logprobs, parsed.short_answer)  # of the tokens as generated
     cited_first = sorted(shown, key=lambda s: s.n not in parsed.cited)
     texts = [f"{s.title}\n{s.text}" for s in cited_first]
+    gave_up = abstained(parsed.short_answer)
     form = source_form(number_form(parsed.short_answer, texts, numbers_of(lang)), texts)
-    if form != parsed.short_answer and not abstained(parsed.short_answer):
+    if form != parsed.short_answer and not gave_up:
         parsed = replace(parsed, short_answer=form, answer=parsed.answer.replace(parsed.short_answer, form, 1))
     held = supported(parsed.short_answer, question, shown)
-    gave_up = abstained(parsed.short_answer)
     # The sources it cites: its own citations, else the shown sources that contain the answer (at most 3), which
     # RunState.answer adds to an answer that cites nothing.
     cited = tuple(parsed.cited) or tuple(attribute(parsed.short_answer, question, shown)[:3] if shown else ())

@@ -17,7 +17,7 @@ import math
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -46,6 +46,12 @@ PASSAGE_WORDS = 100  # the size split_passages aims at
 # files the evaluations index are 31-103 words a record, so chunking leaves their ids and texts unchanged.
 WHOLE_PASSAGE_WORDS = 150
 _WORD = re.compile(r"\S+")
+
+
+def words_in(text: str) -> Iterator[re.Match[str]]:
+    """The tokens of `text` as written, with their places: runs of letters and digits, each Han or kana character
+    one (as `tokenize`, without its case and compatibility folding)."""
+    return _TOKEN.finditer(text)
 
 
 def tokenize(text: str) -> list[str]:

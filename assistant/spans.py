@@ -15,15 +15,11 @@ A number from 2 to 10 written in digits takes the word its sources write when th
 
 from __future__ import annotations
 
-import re
 import sys
 import unicodedata
 from collections.abc import Sequence
 
-# A word: a run of letters and digits, except that each Han or kana character is a word of its own (Chinese and
-# Japanese are written without spaces, so "24次" and "24 次" are the same two words)
-_UNSPACED = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff"
-_WORD = re.compile(f"[{_UNSPACED}]|[^\\W{_UNSPACED}]+")
+from assistant.passages import words_in
 
 
 def _fold(word: str) -> str:
@@ -36,12 +32,12 @@ def source_form(answer: str, texts: Sequence[str]) -> str:
     """`answer` as the first of `texts` that holds its words writes them, else `answer` unchanged. The source's
     words must follow one another with at most 3 characters between them on one line ("St. Petersburg",
     "Jean-Paul"), and only the words are replaced: an answer's own characters around them ("Bogota!") stay."""
-    mine = list(_WORD.finditer(answer))
+    mine = list(words_in(answer))
     words = [_fold(m.group()) for m in mine]
     if not words:
         return answer
     for text in texts:
-        found = list(_WORD.finditer(text))
+        found = list(words_in(text))
         folded = [_fold(m.group()) for m in found]
         for i in range(len(found) - len(words) + 1):
             run = found[i : i + len(words)]
@@ -63,7 +59,7 @@ def number_form(answer: str, texts: Sequence[str], numbers: Sequence[frozenset[s
     if not digits.isdecimal() or not 2 <= int(digits) < 2 + len(numbers):
         return answer
     forms = {_fold(form) for form in numbers[int(digits) - 2]}
-    words = [m.group() for text in texts for m in _WORD.finditer(text)]
+    words = [m.group() for text in texts for m in words_in(text)]
     if str(int(digits)) in words:
         return answer
     return next((word for word in words if _fold(word) in forms), answer)

@@ -56,25 +56,22 @@ def looks(
     row: dict[str, Any], backends: dict[str, Prefix], settings: dict[str, Any], count: Callable[[str], int]
 ) -> tuple[list[Source], dict[str, list[Source]]]:
     """The sources `row`'s first look was shown, and those each way's second look would be shown."""
-    search, policy = default_tools()["web_search"], FetchPolicy()
-    results = int(settings["max_results"])
+    web_search, results = default_tools()["web_search"], int(settings["max_results"])
     shown_args = (int(settings["context_tokens"]), count, int(settings["shown_sources"]), settings["evidence_tokens"])
 
-    def first_step(retriever: str) -> tuple[RunState, list[Source]]:
-        ctx = ToolContext(row["question"], backends[retriever], policy, count, max_results=results)
-        state = RunState(row["question"], "none", retriever, ctx)
-        for _ in state.call(1, search, {"query": row["question"]}, by="policy"):
+    def first_step() -> tuple[RunState, list[Source]]:
+        ctx = ToolContext(row["question"], backends["hybrid"], FetchPolicy(), count, max_results=results)
+        state = RunState(row["question"], "none", "hybrid", ctx)
+        for _ in state.call(1, web_search, {"query": row["question"]}, by="policy"):
             pass
         return state, state.shown(*shown_args)
 
-    _, first = first_step("hybrid")
+    _, first = first_step()
     second = {}
-    for way in WAYS:
+    for way in WAYS:  # each in a RunState of its own, as the loop's second look would be
         retriever, query, times = second_query(way, row["question"], row["looks"][0]["short_answer"])
-        state, _ = first_step("hybrid")
-        assert state.ctx is not None
-        state.ctx = ToolContext(row["question"], backends[retriever], policy, count, max_results=results)
-        for _ in state.call(2, search, {"query": query}, by="policy", depth=times * results):
+        state, _ = first_step()
+        for _ in state.call(2, web_search, {"query": query}, "policy", times * results, backends[retriever]):
             pass
         second[way] = state.shown(*shown_args)
     return first, second
