@@ -16,9 +16,9 @@ left at its default was not measured, or did not help:
   Sumerian"), cut from the answer's last word.
 - `numbers`: the words for two to ten, each number's written forms (Russian's cases: "четыре", "четырьмя"). A
   model that answers "4" where its sources write only "cuatro" gets the source's word (assistant/spans.py,
-  `number_form`). Left empty where a digit's word is also a common other word or part of larger numbers
-  (Vietnamese "năm" is also "year"; Han "四" is also part of "十四"), and where no one here reads the language.
-  Korean has its native numbers (일곱) alone.
+  `number_form`). Left empty where a digit's word is also a common other word (Vietnamese "năm" is also
+  "year"; Chinese has no ten, 十 also being "very" in 十分), and where no one here reads the language. Korean has
+  its native numbers (일곱) alone; Chinese its numerals, which count only standing alone (not the 四 of 十四).
 """
 
 from __future__ import annotations
@@ -260,6 +260,9 @@ LANGUAGES: dict[str, Language] = {
         None,
         _words("的 是 在 了 和 与 有 为 什么 谁 哪 哪里 哪个 哪些 何时 多少 几 怎么 如何 吗 呢"),
         ("答案", "回答"),
+        # ten has no form: 十 is also "very" (十分) and "cross" (十字); a numeral inside a number (十四, 第四)
+        # does not count (spans.number_form)
+        numbers=_numbers("二 两 | 三 | 四 | 五 | 六 | 七 | 八 | 九 |"),
     ),
 }
 

@@ -15,6 +15,7 @@ A number from 2 to 10 written in digits takes the word its sources write when th
 
 from __future__ import annotations
 
+import re
 import sys
 import unicodedata
 from collections.abc import Sequence
@@ -54,15 +55,34 @@ def source_form(answer: str, texts: Sequence[str]) -> str:
 def number_form(answer: str, texts: Sequence[str], numbers: Sequence[frozenset[str]]) -> str:
     """A number from 2 to 10 that the model wrote in digits, as the first of `texts` that writes it in words does
     ("4" → "cuatro"), when none of them holds the digits; `numbers`: the forms of 2, 3, … 10 in the question's
-    language (assistant/languages.py). Anything else stays as it is."""
-    digits = answer.strip()
-    if not digits.isdecimal() or not 2 <= int(digits) < 2 + len(numbers):
+    language (assistant/languages.py). A measure word after the digits stays ("4次" → "四次"), and a source that
+    writes the number before that word is preferred ("两次" over "二"). A Han numeral counts only standing alone:
+    not the 四 of 十四, 四十 or 第四. Anything else stays as it is."""
+    number = _DIGITS_THEN_WORD.fullmatch(answer.strip())
+    if not number or not 2 <= int(number["digits"]) < 2 + len(numbers):
         return answer
-    forms = {_fold(form) for form in numbers[int(digits) - 2]}
-    words = [m.group() for text in texts for m in words_in(text)]
-    if str(int(digits)) in words:
+    forms = {_fold(form) for form in numbers[int(number["digits"]) - 2]}
+    tail = number["word"] or ""
+    found = [(text, m) for text in texts for m in words_in(text)]
+    if any(m.group() == str(int(number["digits"])) for _, m in found):
         return answer
-    return next((word for word in words if _fold(word) in forms), answer)
+    words = [(text, m) for text, m in found if _fold(m.group()) in forms and not _in_han_number(text, m)]
+    before_tail = [(text, m) for text, m in words if _fold(text[m.end() :].lstrip()).startswith(_fold(tail.strip()))]
+    best = (before_tail if tail else []) or words
+    return best[0][1].group() + tail if best else answer
+
+
+# digits, then at most one word: a measure word ("4次", "4 veces"); "4 of them" is not a number
+_DIGITS_THEN_WORD = re.compile(r"(?P<digits>\d+)(?P<word>\s?[^\W\d_]+)?")
+_HAN_NUMERALS = frozenset("零〇一二两三四五六七八九十百千万亿")
+
+
+def _in_han_number(text: str, word: re.Match[str]) -> bool:
+    """Whether a one-character Han numeral is part of a larger number or an ordinal: 十四, 四十, 第四."""
+    if len(word.group()) != 1 or word.group() not in _HAN_NUMERALS:
+        return False
+    before, after = text[word.start() - 1 : word.start()], text[word.end() : word.end() + 1]
+    return bool(before) and (before in _HAN_NUMERALS or before == "第") or bool(after) and after in _HAN_NUMERALS
 
 
 def _capitalized(ours: str, theirs: str) -> bool:

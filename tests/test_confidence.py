@@ -260,7 +260,13 @@ def test_an_answer_that_is_not_a_span_stays_as_written(answer: str, text: str) -
         ("12", "twelve", "en", "12"),  # past ten
         ("4", "Josh Norman interceptó cuatro balones.", "en", "4"),  # English question: Spanish words are not its
         ("7", "북두칠성은 일곱 개의 별로 이루어져 있다.", "ko", "일곱"),
-        ("4", "约什·诺曼拦截了四次。", "zh", "4"),  # no number words for Chinese: 四 is also in 十四
+        ("4", "约什·诺曼拦截了四次。", "zh", "四"),
+        ("4次", "约什·诺曼拦截了四次。", "zh", "四次"),  # the measure word stays
+        ("2次", "他完成了二十次擒抱，其中两次被判触地得分。", "zh", "两次"),  # 二 of 二十 is not 2
+        ("4", "防守排名第四，十四次拦截。", "zh", "4"),  # an ordinal and a larger number are not 4
+        ("4 veces", "Lo intentó cuatro veces.", "es", "cuatro veces"),
+        ("4 of them", "four passes", "en", "4 of them"),  # more than a measure word: not a number
+        ("10", "这十分重要。", "zh", "10"),  # Chinese has no ten: 十分 is "very"
     ],
 )
 def test_a_number_in_digits_takes_the_word_its_source_writes(answer: str, text: str, lang: str, form: str) -> None:
