@@ -153,11 +153,13 @@ class Assistant:
             yield event
 
     def judging(self, spec: ModelSpec | None = None) -> Judging:
-        """What the loop does with confidence: the threshold set, else the preset's measured one, else 0.5."""
+        """What the loop does with confidence: the threshold set, else the preset's measured one, else 0.5; a
+        second look if set, else as the preset was measured, else yes."""
         s, spec = self.settings, spec or self.spec
         measured = spec.preset.confidence_threshold if spec.preset else None
         threshold = next(t for t in (s.confidence_threshold, measured, DEFAULT_THRESHOLD) if t is not None)
-        return Judging(threshold, s.second_look, s.uncertain_answers == "show")
+        second_look = s.second_look if s.second_look is not None else (spec.preset.second_look if spec.preset else True)
+        return Judging(threshold, second_look, s.uncertain_answers == "show")
 
     def baseline(self, question: str) -> Iterator[Event]:
         """The plain baseline (assistant/baseline.py) with the default model and search: what `--mode plain`

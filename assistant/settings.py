@@ -136,8 +136,10 @@ class Settings(BaseSettings):
         description="an answer less confident than this gets a second look, then is marked uncertain (ask exits 4); "
         "default: the model preset's measured threshold, else 0.5",
     )
-    second_look: bool = Field(
-        True, description="search once more, by meaning alone where the index can, when an answer is below threshold"
+    second_look: bool | None = Field(
+        None,
+        description="search once more, by meaning alone where the index can, when an answer is below threshold; "
+        "default: the model preset's (measured: off for SmolLM2), else on",
     )
     uncertain_answers: Literal["show", "hide"] = Field(
         "show", description="an uncertain answer: show the best candidate, marked uncertain, or hide it"

@@ -69,7 +69,7 @@ def test_an_answer_not_from_sources_exits_3_and_the_notes_say_why(
 def test_an_answer_the_sources_did_not_settle_exits_4_marked_uncertain(model: FakeModel, index: Path, hide: bool):
     model.enqueue("Answer: Lima [1]", "Answer: Quito [2]")  # no source holds either: confidence 0, two looks
     model.enqueue("Answer: Lima [1]", "Answer: Quito [2]")  # the same, on the terminal
-    shown = ["--uncertain-answers", "hide"] if hide else []
+    shown = ["--uncertain-answers", "hide", "--second-look"] if hide else ["--second-look"]
     result = runner.invoke(app, [*ask(COLOMBIA, "--search", "local", "--index", str(index), *shown), "--json"])
     assert result.exit_code == Exit.UNCERTAIN == 4, result.output
     answer = json.loads(result.stdout)
