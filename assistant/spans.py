@@ -20,7 +20,7 @@ import sys
 import unicodedata
 from collections.abc import Sequence
 
-from assistant.passages import words_in
+from assistant.passages import cjk_character, words_in
 
 
 def _fold(word: str) -> str:
@@ -63,6 +63,8 @@ def number_form(answer: str, texts: Sequence[str], numbers: Sequence[frozenset[s
         return answer
     forms = {_fold(form) for form in numbers[int(number["digits"]) - 2]}
     tail = number["word"] or ""
+    if tail and not (tail[0].isspace() and tail.strip().isalpha() or all(map(cjk_character, tail))):
+        return answer  # a suffix, not a measure word: "2nd", "5km", "5½"
     found = [(text, m) for text in texts for m in words_in(text)]
     if any(m.group() == str(int(number["digits"])) for _, m in found):
         return answer
@@ -72,7 +74,8 @@ def number_form(answer: str, texts: Sequence[str], numbers: Sequence[frozenset[s
     return best[0][1].group() + tail if best else answer
 
 
-# digits, then at most one word: a measure word ("4次", "4 veces"); "4 of them" is not a number
+# digits, then at most one word: a measure word ("4次", "4 veces"); "4 of them" is not a number, and a word
+# glued to the digits is one only in a script without spaces
 _DIGITS_THEN_WORD = re.compile(r"(?P<digits>\d+)(?P<word>\s?[^\W\d_]+)?")
 _HAN_NUMERALS = frozenset("零〇一二两三四五六七八九十百千万亿")
 
