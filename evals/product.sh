@@ -25,9 +25,11 @@ tqa="$data/triviaqa/wiki-dev300.jsonl"
   --out "$out/hotpot.db"
 [ -f "$out/tqa.db" ] || $assistant index build "$data/triviaqa/wiki-dev300.passages.jsonl" \
   "$data/wiki/random-passages.jsonl" --out "$out/tqa.db"
+# --second-look: every row holds the second look too, also for a model whose preset takes none (SmolLM2 from
+# e5a2648), so that the replay can measure the loop with it and without it
 run() {  # MODEL DATASET LIMIT INDEX NAME [THRESHOLD]
   $assistant eval "$2" --mode plain,rag,search --limit "$3" --model "$1" --search local --index "$4" \
-    --confidence-threshold "${6:-1.0}" --out "$out/$5" -q
+    --confidence-threshold "${6:-1.0}" --second-look --out "$out/$5" -q
 }
 qwen_threshold=$(python3 -c 'from assistant.models.presets import get_preset; print(get_preset("qwen2.5-coder-1.5b").confidence_threshold)')
 run smollm2-135m "$hotpot" 100 "$out/hotpot.db" hotpot-smol
