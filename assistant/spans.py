@@ -63,8 +63,8 @@ def number_form(answer: str, texts: Sequence[str], numbers: Sequence[frozenset[s
         return answer
     forms = {_fold(form) for form in numbers[int(number["digits"]) - 2]}
     tail = number["word"] or ""
-    if tail and not (tail[0].isspace() and tail.strip().isalpha() or all(map(cjk_character, tail))):
-        return answer  # a suffix, not a measure word: "2nd", "5km", "5½"
+    if tail and not _measure_word(tail):
+        return answer
     found = [(text, m) for text in texts for m in words_in(text)]
     if any(m.group() == str(int(number["digits"])) for _, m in found):
         return answer
@@ -75,9 +75,16 @@ def number_form(answer: str, texts: Sequence[str], numbers: Sequence[frozenset[s
 
 
 # digits, then at most one word: a measure word ("4次", "4 veces"); "4 of them" is not a number, and a word
-# glued to the digits is one only in a script without spaces
+# glued to the digits is one only in a script without spaces, a capitalised one never ("4 April")
 _DIGITS_THEN_WORD = re.compile(r"(?P<digits>\d+)(?P<word>\s?[^\W\d_]+)?")
 _HAN_NUMERALS = frozenset("零〇一二两三四五六七八九十百千万亿")
+
+
+def _measure_word(tail: str) -> bool:
+    """Whether the word after an answer's digits counts what they number: a lowercase word after a space ("4
+    veces") or Han or kana glued to them ("4次"); not a suffix or a name ("2nd", "5km", "5½", "4 April")."""
+    spaced = tail[0].isspace() and tail.strip().isalpha() and tail.strip().islower()
+    return spaced or all(map(cjk_character, tail))
 
 
 def _in_han_number(text: str, word: re.Match[str]) -> bool:

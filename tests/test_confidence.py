@@ -268,6 +268,7 @@ def test_an_answer_that_is_not_a_span_stays_as_written(answer: str, text: str) -
         ("4 of them", "four passes", "en", "4 of them"),  # more than a measure word: not a number
         ("2nd", "the second of two", "en", "2nd"),  # a suffix glued to the digits is not a measure word
         ("5½", "five and a half", "en", "5½"),
+        ("4 April", "four days in April", "en", "4 April"),  # a name after the digits: a date, not a count
         ("10", "这十分重要。", "zh", "10"),  # Chinese has no ten: 十分 is "very"
     ],
 )
