@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from assistant.models.base import TokenLogprob
+from assistant.passages import tokenize
 
 DEFAULT_THRESHOLD = 0.5  # a model without a measured one: uncertain when not supported (or supported, but unlikely)
 
@@ -66,6 +67,23 @@ def confidence(probability: float | None, supported: bool, abstained: bool = Fal
         return 0.0
     support = 1.0 if supported else 0.0
     return support if probability is None else round((probability + support) / 2, 4)
+
+
+def settle(looks: Sequence[Look]) -> tuple[int, float]:
+    """Which of the looks' answers the loop keeps, and its confidence. The first look read the best-ranked
+    candidates: a later answer replaces it only when no shown source stated it (or it abstained: confidence 0)
+    and the later one is more confident; a later look that gives the same answer lends it its confidence when
+    higher (two sets of sources agree). Keeping the more confident answer instead replaced right answers with
+    wrong ones that a source of the next candidates also stated (chosen on HotpotQA dev rows, docs/results.md,
+    "Which answer a second look keeps")."""
+    kept, kept_confidence = 0, looks[0].confidence
+    for i, look in enumerate(looks[1:], start=1):
+        held = looks[kept]
+        if (not held.supported or held.confidence == 0.0) and look.confidence > kept_confidence:
+            kept, kept_confidence = i, look.confidence
+        elif tokenize(look.short_answer) and tokenize(look.short_answer) == tokenize(held.short_answer):
+            kept_confidence = max(kept_confidence, look.confidence)
+    return kept, kept_confidence
 
 
 @dataclass(frozen=True)

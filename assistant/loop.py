@@ -11,7 +11,9 @@ figure is published. A bad call becomes a note, never a crash.
 Every answer gets a confidence (assistant/confidence.py: its tokens' probability and the support check). Below
 the threshold, one more search, twice as deep and ranked by meaning alone where the engine can (a local index
 with vectors), else down the same ranking, and the model answers again from the sources it had not been
-shown; the more confident answer is kept, and one still below the threshold is marked uncertain (`Judging`).
+shown; its answer replaces the first only when no source stated the first and it is more confident, and
+lends it its confidence when it is the same answer (`settle`); one still below the threshold is marked
+uncertain (`Judging`).
 A repeated search never puts sources already shown first again (RunState.shown), so a step that searches again
 reads new candidates rather than the same ones re-ranked.
 In a chat, `history` holds the earlier turns: the newest that fit the window beside the sources and the answer
@@ -25,7 +27,7 @@ import time
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, replace
 
-from assistant.confidence import Judging, Look, answer_probability, confidence
+from assistant.confidence import Judging, Look, answer_probability, confidence, settle
 from assistant.events import Event, Source, StepStarted, Token
 from assistant.languages import numbers_of
 from assistant.models.base import Completion, GenerationOptions, Message, ModelBackend
@@ -143,7 +145,9 @@ def answer(
         if {s.n for s in deeper} - {s.n for s in best.shown}:
             second = yield from read(deeper, started)
             looks.append(second.look)
-            best = second if second.look.confidence > best.look.confidence else best
+            kept, settled = settle(looks)
+            best = (best, second)[kept]
+            best = replace(best, look=replace(best.look, confidence=settled))
     yield state.answer(best.parsed, best.shown, best.look, looks, judging, answer_prompt != "answer_short")
 
 

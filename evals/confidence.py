@@ -12,9 +12,11 @@ For the rows of one mode (default `search`) of an `assistant eval` run, it print
 
 Each row keeps every look the loop took (`looks`: short answer, confidence, EM). A run made with
 `--confidence-threshold 1.0` took a second look at every question, so a lower threshold is replayed exactly as the
-loop would have answered with it: the first look when it reaches the threshold, else the more confident of the
-two. For a run made with threshold T, thresholds up to T replay exactly; above T, a question whose first look
-reached T had no second look to replay and keeps its first.
+loop would have answered with it: the first look when it reaches the threshold, else the one the loop keeps
+(`settle`: the second only when no source stated the first and the second is more confident). For a run
+made with threshold T, thresholds up to T replay exactly; above T, a question whose first look reached T had no
+second look to replay and keeps its first. Rows written while the loop kept the more confident look replay
+under today's rule too: each look is recorded whole, so the answer the loop would give now is recomputed.
 
 The rule (`choose`): the lowest threshold at which at most half the wrong answers go unflagged (the issue's
 goal: confidently wrong at most half of all wrong), which flags as few right answers as that allows; where that
@@ -40,6 +42,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from assistant.confidence import Look, settle
 
 BOOTSTRAP = {"samples": 2000, "seed": 0}
 TABLE_THRESHOLDS = tuple(round(0.1 * i, 1) for i in range(11))
@@ -84,11 +88,11 @@ def taken_looks(looks: list[dict[str, Any]], threshold: float, second_look: bool
 
 
 def kept_look(taken: list[dict[str, Any]]) -> dict[str, Any]:
-    """The look whose answer the loop keeps among those it took: the first, unless a later one is more confident."""
-    chosen = taken[0]
-    for look in taken[1:]:
-        chosen = look if look["confidence"] > chosen["confidence"] else chosen
-    return chosen
+    """The look whose answer the loop keeps among those it took, with the confidence it ends with, by the loop's
+    own rule (assistant/confidence.py, `settle`)."""
+    looks = [Look(t["short_answer"], t["confidence"], t.get("token_probability"), t["supported"]) for t in taken]
+    kept, confidence = settle(looks)
+    return {**taken[kept], "confidence": confidence}
 
 
 def replay(row: dict[str, Any], threshold: float) -> Outcome:

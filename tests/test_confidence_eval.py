@@ -14,9 +14,14 @@ from assistant.evals.confidence import at_threshold, auroc, auroc_interval, choo
 from tests.conftest import FakeModel
 
 
-def row(first: float, first_em: float, second: float | None = None, second_em: float = 0.0) -> dict[str, Any]:
-    looks = [{"confidence": first, "em": first_em}]
-    looks += [] if second is None else [{"confidence": second, "em": second_em}]
+def row(
+    first: float, first_em: float, second: float | None = None, second_em: float = 0.0, stated: bool = False
+) -> dict[str, Any]:
+    """A row of two looks (one when `second` is None); `stated`: a shown source states the first look's answer."""
+    looks = [{"short_answer": "first", "confidence": first, "em": first_em, "supported": stated}]
+    looks += (
+        [] if second is None else [{"short_answer": "second", "confidence": second, "em": second_em, "supported": True}]
+    )
     return {"mode": "search", "confidence": first, "em": first_em, "looks": looks}
 
 
@@ -25,6 +30,10 @@ def test_a_threshold_replays_the_answer_the_loop_would_give() -> None:
     assert (replay(r, 0.3).confidence, replay(r, 0.3).correct) == (0.4, False), "the first look reaches it"
     assert (replay(r, 0.5).confidence, replay(r, 0.5).correct) == (0.8, True), "else the more confident look"
     assert replay(row(0.4, 1.0, 0.2, 0.0), 0.5).correct, "a less confident second look is not taken"
+    stated = row(0.6, 1.0, 0.9, 0.0, stated=True)
+    assert (replay(stated, 0.7).confidence, replay(stated, 0.7).correct) == (0.6, True), "nor one over a stated first"
+    agreed = {**stated, "looks": [stated["looks"][0], {**stated["looks"][1], "short_answer": "First"}]}
+    assert (replay(agreed, 0.7).confidence, replay(agreed, 0.7).correct) == (0.9, True), "the same answer lends it"
 
 
 def test_counts_at_a_threshold() -> None:
@@ -103,6 +112,7 @@ def test_a_run_at_one_replays_a_run_at_a_lower_threshold_exactly(loaded_model: F
         for text, p in [*replies, ("Answer: Lima", 0.8), ("Answer: Bogotá [4]", 0.9)]:
             loaded_model.enqueue(text, probability=p)
         args = ["eval", str(data), "--mode", "rag", "--out", str(out), "--model", "smollm2-135m", "--search", "local"]
+        args += ["--second-look"]  # SmolLM2's preset takes none
         result = CliRunner().invoke(app, [*args, "--index", str(index), "--confidence-threshold", threshold])
         assert result.exit_code == 0, result.output
         return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
