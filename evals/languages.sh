@@ -33,12 +33,15 @@ for set in xquad/en xquad/de xquad/es xquad/ru xquad/zh xquad/ar tydiqa/ko tydiq
     sed "s#^|#| $set |#" >>"$table"
 done
 # The languages with prompts of their own (prompts/de.md, es, ru; fr has no dev data) asked again with the English
-# prompts and the line "Answer in <language>, in the words of the sources.": whether their own prompts help.
+# prompts and the line "Answer in <language>, in the words of the sources.": whether their own prompts help. One
+# look each (the prompt's effect on reading; cheaper): compare with the first looks of the runs above, which
+# `python -m assistant.evals.confidence OUT/SET --mode rag --no-second-look --replay-out DIR` gives.
 for set in xquad/de xquad/es xquad/ru; do
   name=${set/\//-}
   lang=${set#*/}
   ASSISTANT_ROUTES="{\"$lang\": {\"prompts\": \"en\"}}" $assistant eval "$data/$set.questions.jsonl" --mode rag \
-    --limit 100 --model qwen2.5-coder-1.5b --search local --index "$out/$name.db" --out "$out/$name-en-prompts"
+    --limit 100 --model qwen2.5-coder-1.5b --search local --index "$out/$name.db" --no-second-look \
+    --out "$out/$name-en-prompts"
   python3 -m assistant.evals.multilingual "$out/$name-en-prompts/results.jsonl" --lang "$lang" \
     --questions "$data/$set.questions.jsonl" | tail -n +3 |
     sed "s#^|#| $set, English prompts |#" >>"$table"
