@@ -29,7 +29,7 @@ for set in xquad/en xquad/de xquad/es xquad/ru xquad/zh xquad/ar tydiqa/ko tydiq
   $assistant eval "$data/$set.questions.jsonl" --mode rag --limit 100 --model qwen2.5-coder-1.5b \
     --search local --index "$db" --out "$out/$name"
   python3 -m assistant.evals.multilingual "$out/$name/results.jsonl" --lang "$lang" \
-    --questions "$data/$set.questions.jsonl" | tail -n +3 |
+    --questions "$data/$set.questions.jsonl" --index "$db" | tail -n +3 |
     sed "s#^|#| $set |#" >>"$table"
 done
 # The languages with prompts of their own (prompts/de.md, es, ru; fr has no dev data) asked again with the English
@@ -43,7 +43,7 @@ for set in xquad/de xquad/es xquad/ru; do
     --limit 100 --model qwen2.5-coder-1.5b --search local --index "$out/$name.db" --no-second-look \
     --out "$out/$name-en-prompts"
   python3 -m assistant.evals.multilingual "$out/$name-en-prompts/results.jsonl" --lang "$lang" \
-    --questions "$data/$set.questions.jsonl" | tail -n +3 |
+    --questions "$data/$set.questions.jsonl" --index "$out/$name.db" | tail -n +3 |
     sed "s#^|#| $set, English prompts |#" >>"$table"
 done
 cat "$table"

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from assistant.analysis import identifier
+from assistant.evals.retrieval import _doc_ids, gold_rank
 from assistant.languages import LANGUAGES
 
 _MLQA_ARTICLES = {
@@ -147,19 +148,25 @@ def _jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def gold_in_context(row: dict[str, Any], gold_passage: str | None) -> bool | None:
+def gold_in_context(row: dict[str, Any], gold_passage: str | None, doc_of: dict[str, str] | None = None) -> bool | None:
     """Whether the model read the question's gold passage (a passage `ID#k` of a split record counts as `ID`);
-    None when the row or the question does not say."""
+    None when the row or the question does not say. `doc_of`: the run's index as evals/retrieval.py's `_doc_ids`
+    reads it, so that a passage with the gold one's text counts too (TyDi QA repeats a paragraph under one id per
+    question, and the loop shows the text once, under the first id found)."""
     if not gold_passage or "shown_ids" not in row:
         return None
-    return any(pid.split("#")[0] == gold_passage for pid in row["shown_ids"])
+    if doc_of is None:
+        return any(pid.split("#")[0] == gold_passage for pid in row["shown_ids"])
+    return gold_rank(row["shown_ids"], gold_passage, doc_of) is not None
 
 
-def report(path: Path, lang: str, questions: Path | None = None) -> str:
+def report(path: Path, lang: str, questions: Path | None = None, index: Path | None = None) -> str:
     """Markdown rows, one per mode of the run in `path` (an `assistant eval` results.jsonl); `questions`, the
-    run's question file, gives each question's `gold_passage_id` for the gold-passage column."""
+    run's question file, gives each question's `gold_passage_id` for the gold-passage column, and `index`, the
+    run's index, the passages that share the gold one's text."""
     rows = [r for r in _jsonl(path) if not r.get("error")]
     gold = {str(q.get("id")): q.get("gold_passage_id") for q in _jsonl(questions)} if questions else {}
+    doc_of = _doc_ids(index) if index else None
     lines = [
         "| mode | n | EM | F1 | EM (MLQA) | F1 (MLQA) | answer in context | gold passage in context "
         "| in the question's language |",
@@ -176,7 +183,7 @@ def report(path: Path, lang: str, questions: Path | None = None) -> str:
             statistics.mean(e for e, _ in mlqa),
             statistics.mean(f for _, f in mlqa),
         ]
-        passages = [g for r in some if (g := gold_in_context(r, gold.get(str(r.get("id"))))) is not None]
+        passages = [g for r in some if (g := gold_in_context(r, gold.get(str(r.get("id"))), doc_of)) is not None]
         shares = [f"{100 * statistics.mean(x):.1f}" if x else "—" for x in (context, passages)]
         lines.append(
             f"| {mode} | {len(some)} | "
@@ -191,8 +198,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("results", type=Path, help="an `assistant eval` run's results.jsonl")
     parser.add_argument("--lang", required=True, help="the questions' language (en, de, ru, zh, ko, …)")
     parser.add_argument("--questions", type=Path, help="the run's questions, with gold_passage_id (XQuAD, TyDi QA)")
+    parser.add_argument("--index", type=Path, help="the run's index: a passage of the gold one's text counts too")
     args = parser.parse_args(argv)
-    print(report(args.results, args.lang, args.questions))
+    print(report(args.results, args.lang, args.questions, args.index))
 
 
 if __name__ == "__main__":

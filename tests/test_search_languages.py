@@ -46,6 +46,21 @@ def test_the_gold_passage_ranks_in_the_top_3_with_the_index_terms_and_not_withou
     assert (old := gold_rank(before, gold, doc_of)) is None or old > 3, (question, before)
 
 
+def test_a_passage_repeated_under_another_id_counts_as_the_gold_one(tmp_path: Path):
+    """TyDi QA repeats a paragraph under a new id for each of its questions; the loop shows such a text once, under
+    the id found first, so the gold-passage checks count its text, not only its id."""
+    src = tmp_path / "p.jsonl"
+    paragraph = "개 파보바이러스는 개에게 전염되는 바이러스이다."
+    records = [("tydi-1", paragraph), ("tydi-2", paragraph), ("tydi-3", "포커는 카드 게임이다.")]
+    src.write_text(
+        "".join(json.dumps({"id": i, "title": "t", "text": t}, ensure_ascii=False) + "\n" for i, t in records)
+    )
+    build_index([src], tmp_path / "i.db")
+    doc_of = _doc_ids(tmp_path / "i.db")
+    assert gold_rank(["tydi-3", "tydi-1"], "tydi-2", doc_of) == 2, "the same text under the first id"
+    assert gold_rank(["tydi-1"], "tydi-3", doc_of) is None, "another text is another passage"
+
+
 def test_the_three_questions_need_what_the_index_does(index):
     """Why each question failed before: the inflected, unspaced or particle-bearing form in it."""
     ru, zh, ko = (QUESTIONS[k]["question"] for k in ("ru", "zh", "ko"))
