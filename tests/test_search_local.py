@@ -91,6 +91,21 @@ def test_a_passage_matching_only_stop_words_is_not_returned(tmp_path):
     assert [r.id for r in LocalIndex(tmp_path / "i.db").search("who painted the night watch")] == ["art"]
 
 
+def test_a_text_repeated_under_another_id_counts_once_and_the_next_passage_takes_its_place(tmp_path):
+    # TyDi QA repeats a paragraph under a new id for each of its questions
+    src = tmp_path / "p.jsonl"
+    watch = "Rembrandt painted The Night Watch in 1642."
+    rows = [
+        {"id": "q1", "title": "The Night Watch", "text": watch},
+        {"id": "q2", "title": "The Night Watch", "text": "  " + watch.replace(" ", "  ")},  # spacing aside
+        {"id": "q3", "title": "Rembrandt", "text": "Rembrandt van Rijn painted The Night Watch, his largest work."},
+    ]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    build_index([src], tmp_path / "i.db")
+    found = LocalIndex(tmp_path / "i.db").search("who painted the night watch", max_results=2)
+    assert sorted(r.id for r in found) == ["q1", "q3"] or sorted(r.id for r in found) == ["q2", "q3"], found
+
+
 @pytest.mark.parametrize(
     "query",
     [

@@ -90,6 +90,18 @@ def _snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
     return cut + "…"
 
 
+def _distinct(results: list[SearchResult]) -> list[SearchResult]:
+    """`results` without a passage whose text (spacing aside) an earlier one has."""
+    seen: set[str] = set()
+    kept = []
+    for r in results:
+        text = " ".join(r.text.split())
+        if text not in seen:
+            seen.add(text)
+            kept.append(r)
+    return kept
+
+
 class LocalIndex:
     """Searches an index made by `build_index` with `retriever`; `title_weight` scales BM25's title matches
     against text matches; `embedder` (else the one the index names, loaded with `threads`) embeds queries."""
@@ -183,8 +195,12 @@ class LocalIndex:
         return self._dense
 
     def find(self, query: str, max_results: int = 5) -> SearchOutcome:
-        """Up to `max_results` passages for `query`, best first, with notes when the retriever had to fall back."""
+        """Up to `max_results` passages for `query`, best first, with notes when the retriever had to fall back.
+        A text met again under another id counts once, and the next passage takes its place: a dataset may repeat
+        a paragraph under one id per question (TyDi QA: 246 Korean passages, 206 texts), and the loop shows a text
+        once (RunState), so a repeat would only shorten what the model reads."""
         notes: list[str] = []
+        depth = 2 * max_results  # room for repeats
         try:
             dense = self.dense() if self.retriever != "bm25" else None
             if isinstance(dense, NoDense):
@@ -193,13 +209,13 @@ class LocalIndex:
             elif dense is not None and dense.note:
                 notes.append(dense.note)
             if dense is None:
-                ranked = self._bm25(query, max_results)
+                ranked = self._bm25(query, depth)
             elif self.retriever == "dense":
-                ranked = dense.top(query, max_results)
+                ranked = dense.top(query, depth)
             else:
-                pool = max(self.pool, max_results)
-                ranked = rrf([self._bm25(query, pool), dense.top(query, pool)])[:max_results]
-            results = self._rows(ranked)
+                pool = max(self.pool, depth)
+                ranked = rrf([self._bm25(query, pool), dense.top(query, pool)])[:depth]
+            results = _distinct(self._rows(ranked))[:max_results]
         except sqlite3.Error as e:
             raise SearchError(f"local index query failed: {e} — rebuild {self.path} if this repeats") from None
         return SearchOutcome(results, backend=self.name, notes=notes)
