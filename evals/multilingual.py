@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from assistant.analysis import identifier
-from assistant.evals.retrieval import _doc_ids, gold_rank
+from assistant.evals.retrieval import gold_rank, records_of
 from assistant.languages import LANGUAGES
 
 _MLQA_ARTICLES = {
@@ -150,7 +150,7 @@ def _jsonl(path: Path) -> list[dict[str, Any]]:
 
 def gold_in_context(row: dict[str, Any], gold_passage: str | None, doc_of: dict[str, str] | None = None) -> bool | None:
     """Whether the model read the question's gold passage (a passage `ID#k` of a split record counts as `ID`);
-    None when the row or the question does not say. `doc_of`: the run's index as evals/retrieval.py's `_doc_ids`
+    None when the row or the question does not say. `doc_of`: the run's index as evals/retrieval.py's `records_of`
     reads it, so that a passage with the gold one's text counts too (TyDi QA repeats a paragraph under one id per
     question, and the loop shows the text once, under the first id found)."""
     if not gold_passage or "shown_ids" not in row:
@@ -166,7 +166,7 @@ def report(path: Path, lang: str, questions: Path | None = None, index: Path | N
     run's index, the passages that share the gold one's text."""
     rows = [r for r in _jsonl(path) if not r.get("error")]
     gold = {str(q.get("id")): q.get("gold_passage_id") for q in _jsonl(questions)} if questions else {}
-    doc_of = _doc_ids(index) if index else None
+    doc_of = records_of(index) if index else None
     lines = [
         "| mode | n | EM | F1 | EM (MLQA) | F1 (MLQA) | answer in context | gold passage in context "
         "| in the question's language |",

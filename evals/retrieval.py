@@ -182,7 +182,7 @@ def snowball(lang: str) -> str | None:
     return name if name in Stemmer.algorithms() else None
 
 
-def _doc_ids(db: Path) -> dict[str, str]:
+def records_of(db: Path) -> dict[str, str]:
     """Passage id → the record it counts as: the record it came from (`ID#k` passages of a split document: ID),
     or the first record with a passage of the same text. TyDi QA repeats a paragraph under a new id for each of
     its questions (ko: 246 passages, 206 texts), and the loop shows such a text once, so a question's gold
@@ -197,7 +197,7 @@ def _doc_ids(db: Path) -> dict[str, str]:
 
 
 def gold_rank(found: list[str], gold: str, doc_of: dict[str, str]) -> int | None:
-    """The 1-based rank of the first passage of record `gold` (or of one with its text, `_doc_ids`) among
+    """The 1-based rank of the first passage of record `gold` (or of one with its text, `records_of`) among
     `found` passage ids (None: not there)."""
     wanted = doc_of.get(gold, doc_of.get(f"{gold}#0", gold))
     for rank, pid in enumerate(found, 1):
@@ -239,7 +239,7 @@ def measure_gold(questions: Path, db: Path, limit: int | None = None, depth: int
     records = [r for r in records if r.get("gold_passage_id")][:limit]
     if not records:
         raise SystemExit(f"{questions}: no question names its gold_passage_id")
-    doc_of = _doc_ids(db)
+    doc_of = records_of(db)
     label = f"{questions.parent.name}/{questions.name.split('.')[0]}"
     lang = str(records[0].get("lang") or questions.name.split(".")[0])
     rows = []

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from assistant.analysis import index_terms, ngrams, passage_language, query_terms, words
-from assistant.evals.retrieval import MemoryBM25, _doc_ids, gold_rank
+from assistant.evals.retrieval import MemoryBM25, gold_rank, records_of
 from assistant.search.local import LocalIndex, build_index, migrate_index
 from assistant.search.vectors import VECTORS_TABLE
 
@@ -39,7 +39,7 @@ def index(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("lang", ["ru", "zh", "ko"])
 def test_the_gold_passage_ranks_in_the_top_3_with_the_index_terms_and_not_without(index, lang):
     record = QUESTIONS[lang]
-    question, gold, doc_of = record["question"], record["gold_passage_id"], _doc_ids(index)
+    question, gold, doc_of = record["question"], record["gold_passage_id"], records_of(index)
     found = [r.id for r in LocalIndex(index, retriever="bm25").search(question, 10)]
     before = MemoryBM25.words(index).ids(question, 10)
     assert (rank := gold_rank(found, gold, doc_of)) is not None and rank <= 3, (question, found)
@@ -56,7 +56,7 @@ def test_a_passage_repeated_under_another_id_counts_as_the_gold_one(tmp_path: Pa
         "".join(json.dumps({"id": i, "title": "t", "text": t}, ensure_ascii=False) + "\n" for i, t in records)
     )
     build_index([src], tmp_path / "i.db")
-    doc_of = _doc_ids(tmp_path / "i.db")
+    doc_of = records_of(tmp_path / "i.db")
     assert gold_rank(["tydi-3", "tydi-1"], "tydi-2", doc_of) == 2, "the same text under the first id"
     assert gold_rank(["tydi-1"], "tydi-3", doc_of) is None, "another text is another passage"
 
