@@ -59,6 +59,12 @@ def tokenize(text: str) -> list[str]:
     return _TOKEN.findall(unicodedata.normalize("NFKC", text).casefold())
 
 
+def same_text(text: str) -> str:
+    """What passages are compared by: `text` with each run of white space one space. A paragraph indexed twice
+    (TyDi QA repeats one under a new id for each question) or found again by another search is one passage."""
+    return " ".join(text.split())
+
+
 def cjk_character(token: str) -> bool:
     """Whether `token` is one kana or Han character: a token of its own (`tokenize`), a word's part, not a word."""
     return len(token) == 1 and bool(_CJK_CHAR.match(token))

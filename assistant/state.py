@@ -19,7 +19,7 @@ from assistant.confidence import Judging, Look
 from assistant.events import Answer, Event, Source, ToolCalled, ToolReturned
 from assistant.evidence import excerpts
 from assistant.models.base import Completion, Usage
-from assistant.passages import cap_tokens
+from assistant.passages import cap_tokens, same_text
 from assistant.prompting import ParsedAnswer, abstained, shown_text, supported
 from assistant.search.base import SearchBackend
 from assistant.tools import Tool, ToolContext, ToolResult, ToolRetry
@@ -127,7 +127,7 @@ class RunState:
 
     def _add(self, id: str, title: str, url: str, snippet: str, text: str, rank: tuple[int, int]) -> Source:
         title, snippet, text = _defang(title), _defang(snippet), _defang(text)
-        digest = hashlib.sha1(" ".join(text.split()).encode()).hexdigest()
+        digest = hashlib.sha1(same_text(text).encode()).hexdigest()
         n = self.seen.get(id) or self.seen.get(digest)  # the same passage found again keeps its number
         if n:
             if n not in self.prompted:  # one the model has read keeps its place: a new search shows new ones

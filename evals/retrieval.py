@@ -39,6 +39,7 @@ from assistant import analysis
 from assistant.evals.datasets import load_dataset
 from assistant.evals.scoring import answer_in_context, is_yes_no, normalize_answer
 from assistant.languages import LANGUAGES, stemmer_of
+from assistant.passages import same_text
 from assistant.search.base import Retriever
 from assistant.search.embed import load_embedder
 from assistant.search.local import POOL, STOP_WORDS, LocalIndex
@@ -193,7 +194,7 @@ def records_of(db: Path) -> dict[str, str]:
     finally:
         con.close()
     first: dict[str, str] = {}  # a passage's text → the first record that has it
-    return {pid: first.setdefault(" ".join(text.split()), doc) for pid, doc, text in rows}
+    return {pid: first.setdefault(same_text(text), doc) for pid, doc, text in rows}
 
 
 def gold_rank(found: list[str], gold: str, doc_of: dict[str, str]) -> int | None:

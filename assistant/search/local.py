@@ -27,6 +27,7 @@ from typing import get_args
 
 from assistant import analysis
 from assistant.errors import BadInput, SearchError
+from assistant.passages import same_text
 from assistant.search.base import Retriever, SearchOutcome, SearchResult
 from assistant.search.embed import Embedder, load_embedder
 from assistant.search.index_file import (
@@ -91,11 +92,11 @@ def _snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
 
 
 def _distinct(results: list[SearchResult]) -> list[SearchResult]:
-    """`results` without a passage whose text (spacing aside) an earlier one has."""
+    """`results` without a passage whose text an earlier one has (`same_text`)."""
     seen: set[str] = set()
     kept = []
     for r in results:
-        text = " ".join(r.text.split())
+        text = same_text(r.text)
         if text not in seen:
             seen.add(text)
             kept.append(r)
