@@ -106,6 +106,19 @@ def test_a_text_repeated_under_another_id_counts_once_and_the_next_passage_takes
     assert sorted(r.id for r in found) == ["q1", "q3"] or sorted(r.id for r in found) == ["q2", "q3"], found
 
 
+def test_repeats_that_fill_the_first_ranks_leave_room_for_as_many_texts_as_were_asked_for(tmp_path):
+    src = tmp_path / "p.jsonl"
+    watch = "Rembrandt painted The Night Watch in 1642 in Amsterdam."
+    militia = "The Night Watch shows the militia company of Frans Banninck Cocq, painted by Rembrandt."
+    rows = [{"id": f"w{i}", "title": "The Night Watch", "text": watch} for i in range(6)]
+    rows += [{"id": f"m{i}", "title": "The Night Watch", "text": militia} for i in range(6)]
+    rows.append({"id": "rijks", "title": "Rijksmuseum", "text": "The Rijksmuseum in Amsterdam shows a painting by night."})
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    build_index([src], tmp_path / "i.db")
+    found = LocalIndex(tmp_path / "i.db").search("who painted the night watch", max_results=3)
+    assert sorted(r.text for r in found) == sorted([watch, militia, rows[-1]["text"]]), found
+
+
 @pytest.mark.parametrize(
     "query",
     [

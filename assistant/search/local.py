@@ -201,7 +201,6 @@ class LocalIndex:
         a paragraph under one id per question (TyDi QA: 246 Korean passages, 206 texts), and the loop shows a text
         once (RunState), so a repeat would only shorten what the model reads."""
         notes: list[str] = []
-        depth = 2 * max_results  # room for repeats
         try:
             dense = self.dense() if self.retriever != "bm25" else None
             if isinstance(dense, NoDense):
@@ -209,17 +208,25 @@ class LocalIndex:
                 dense = None
             elif dense is not None and dense.note:
                 notes.append(dense.note)
-            if dense is None:
-                ranked = self._bm25(query, depth)
-            elif self.retriever == "dense":
-                ranked = dense.top(query, depth)
-            else:
-                pool = max(self.pool, depth)
-                ranked = rrf([self._bm25(query, pool), dense.top(query, pool)])[:depth]
-            results = _distinct(self._rows(ranked))[:max_results]
+            depth = 2 * max_results  # room for repeats; deeper while they leave fewer than asked for
+            while True:
+                ranked = self._ranked(query, dense, depth)
+                results = _distinct(self._rows(ranked))[:max_results]
+                if len(results) >= max_results or len(ranked) < depth:
+                    break
+                depth *= 2
         except sqlite3.Error as e:
             raise SearchError(f"local index query failed: {e} — rebuild {self.path} if this repeats") from None
         return SearchOutcome(results, backend=self.name, notes=notes)
+
+    def _ranked(self, query: str, dense: Dense | None, depth: int) -> list[int]:
+        """The rowids of the best `depth` passages for `query`: BM25's without `dense`, else the retriever's."""
+        if dense is None:
+            return self._bm25(query, depth)
+        if self.retriever == "dense":
+            return dense.top(query, depth)
+        pool = max(self.pool, depth)
+        return rrf([self._bm25(query, pool), dense.top(query, pool)])[:depth]
 
     def search(self, query: str, max_results: int = 5) -> list[SearchResult]:
         """Up to `max_results` passages for `query`, best first (`find` also says how they were found)."""
