@@ -65,9 +65,10 @@ def number_form(answer: str, texts: Sequence[str], numbers: Sequence[frozenset[s
     tail = number["word"] or ""
     if tail and not _measure_word(tail):
         return answer
-    found = [(text, m) for text in texts for m in words_in(text)]
-    if any(m.group() == str(int(number["digits"])) for _, m in found):
+    digits = re.compile(rf"(?<!\d){int(number['digits'])}(?!\d)")
+    if any(digits.search(text) for text in texts):  # "5km" writes the digits too
         return answer
+    found = [(text, m) for text in texts for m in words_in(text)]
     words = [(text, m) for text, m in found if _fold(m.group()) in forms and not _in_han_number(text, m)]
     before_tail = [(text, m) for text, m in words if _fold(text[m.end() :].lstrip()).startswith(_fold(tail.strip()))]
     best = (before_tail if tail else []) or words
@@ -81,9 +82,10 @@ _HAN_NUMERALS = frozenset("零〇一二两三四五六七八九十百千万亿")
 
 
 def _measure_word(tail: str) -> bool:
-    """Whether the word after an answer's digits counts what they number: a lowercase word after a space ("4
-    veces") or Han or kana glued to them ("4次"); not a suffix or a name ("2nd", "5km", "5½", "4 April")."""
-    spaced = tail[0].isspace() and tail.strip().isalpha() and tail.strip().islower()
+    """Whether the word after an answer's digits counts what they number: a word after a space that does not
+    start with a capital ("4 veces", "4 سنوات") or Han or kana glued to them ("4次"); not a suffix or a name
+    ("2nd", "5km", "5½", "4 April"). A German noun is capitalised ("4 Kinder"), so it keeps its digits."""
+    spaced = tail[0].isspace() and tail.strip().isalpha() and not tail.strip()[0].isupper()
     return spaced or all(map(cjk_character, tail))
 
 

@@ -285,6 +285,9 @@ def test_an_answer_that_is_not_a_span_stays_as_written(answer: str, text: str) -
         ("2次", "他完成了二十次擒抱，其中两次被判触地得分。", "zh", "两次"),  # 二 of 二十 is not 2
         ("4", "防守排名第四，十四次拦截。", "zh", "4"),  # an ordinal and a larger number are not 4
         ("4 veces", "Lo intentó cuatro veces.", "es", "cuatro veces"),
+        ("4 سنوات", "عاش هناك أربع سنوات.", "ar", "أربع سنوات"),  # a script without capitals
+        ("5 km", "The river is 5km long and has five tributaries.", "en", "5 km"),  # the digits are there, glued
+        ("4 Kinder", "Sie hatten vier Kinder.", "de", "4 Kinder"),  # capitalised: not told from a name
         ("4 of them", "four passes", "en", "4 of them"),  # more than a measure word: not a number
         ("2nd", "the second of two", "en", "2nd"),  # a suffix glued to the digits is not a measure word
         ("5½", "five and a half", "en", "5½"),
