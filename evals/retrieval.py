@@ -141,6 +141,7 @@ class MemoryBM25:
         terms = [(r, " ".join(passage_terms(t)), " ".join(passage_terms(x))) for r, _, t, x in rows]
         self.con.executemany("INSERT INTO f (rowid, title, text) VALUES (?, ?, ?)", terms)
         self.id_of = {rowid: pid for rowid, pid, _, _ in rows}
+        self.text_of = {rowid: same_text(text) for rowid, _, _, text in rows}
 
     @classmethod
     def words(cls, db: Path) -> MemoryBM25:
@@ -171,8 +172,19 @@ class MemoryBM25:
         return [r for (r,) in self.con.execute(sql, (match, self.title_weight, n))]
 
     def ids(self, query: str, n: int) -> list[str]:
-        """The ids of the `n` best passages for `query`."""
-        return [self.id_of[r] for r in self.rowids(query, n)]
+        """The ids of the `n` best passages for `query`, a text met again counting once, as the index counts it
+        (`LocalIndex.find`), so that every column of the gold-rank table ranks distinct texts."""
+        return [self.id_of[r] for r in self.distinct(self.rowids(query, 4 * n + POOL), n)]
+
+    def distinct(self, rowids: list[int], n: int) -> list[int]:
+        """The first `n` of `rowids` whose text no earlier one has (`same_text`)."""
+        seen: set[str] = set()
+        kept = []
+        for r in rowids:
+            if self.text_of[r] not in seen and len(kept) < n:
+                seen.add(self.text_of[r])
+                kept.append(r)
+        return kept
 
 
 def snowball(lang: str) -> str | None:
@@ -198,11 +210,11 @@ def records_of(db: Path) -> dict[str, str]:
 
 
 def gold_rank(found: list[str], gold: str, doc_of: dict[str, str]) -> int | None:
-    """The 1-based rank of the first passage of record `gold` (or of one with its text, `records_of`) among
-    `found` passage ids (None: not there)."""
-    wanted = doc_of.get(gold, doc_of.get(f"{gold}#0", gold))
+    """The 1-based rank of the first passage of record `gold` (or of one with the text of one of its passages,
+    `records_of`) among `found` passage ids (None: not there). An id the index lacks counts as its record's."""
+    wanted = {gold} | {record for pid, record in doc_of.items() if pid.split("#")[0] == gold}
     for rank, pid in enumerate(found, 1):
-        if doc_of.get(pid, pid) == wanted:
+        if doc_of.get(pid, pid.split("#")[0]) in wanted:
             return rank
     return None
 
@@ -225,7 +237,7 @@ def _searches(db: Path, lang: str, depth: int, pool: int) -> dict[str, Callable[
             fuse = dense
 
             def hybrid_words(q: str) -> list[str]:
-                return [words.id_of[r] for r in rrf([words.rowids(q, pool), fuse.top(q, pool)])[:depth]]
+                return [words.id_of[r] for r in words.distinct(rrf([words.rowids(q, pool), fuse.top(q, pool)]), depth)]
 
             searches["hybrid-words"] = hybrid_words
     for retriever in RETRIEVERS if embedder is not None else ("bm25",):

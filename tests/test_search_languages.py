@@ -59,6 +59,17 @@ def test_a_passage_repeated_under_another_id_counts_as_the_gold_one(tmp_path: Pa
     doc_of = records_of(tmp_path / "i.db")
     assert gold_rank(["tydi-3", "tydi-1"], "tydi-2", doc_of) == 2, "the same text under the first id"
     assert gold_rank(["tydi-1"], "tydi-3", doc_of) is None, "another text is another passage"
+    words = MemoryBM25.words(tmp_path / "i.db")
+    found = words.ids("개 포커는", 3)  # three passages match, two texts
+    assert len(found) == 2 and "tydi-3" in found, "the in-memory ranking counts a repeated text once too"
+
+
+def test_the_gold_record_is_found_by_any_of_its_passages():
+    # record X is split in two, and X#0's text is also record Y's: X#1 is still X's passage
+    doc_of = {"Y": "Y", "X#0": "Y", "X#1": "X"}
+    assert gold_rank(["Z", "X#1"], "X", doc_of) == 2
+    assert gold_rank(["Y"], "X", doc_of) == 1, "Y's text is X#0's"
+    assert gold_rank(["X#1"], "X", {}) == 1, "an id another index holds counts as its record's"
 
 
 def test_the_three_questions_need_what_the_index_does(index):
