@@ -74,8 +74,10 @@ ANSWER_SETTINGS = (
 )
 # The fields a row carries: 2 added `context` (every source of the final prompt with the text it showed) and took
 # `answer_in_context` from that text rather than from the whole passages; 3 gave each look its own scores of what it
-# was shown and cited, and its cost (what replaying another threshold needs). A run of another format is not resumed.
-ROW_FORMAT = 3
+# was shown and cited, and its cost (what replaying another threshold needs); 4 gave each look the ids of the
+# passages it was shown (`shown_ids`: a replay that takes fewer looks knows what its last one read). A run of another
+# format is not resumed.
+ROW_FORMAT = 4
 # A resumed run must match these: each changes what the rows measure.
 CHECKED = ("row_format", "dataset", "model", "backend", "search", "loop", *ANSWER_SETTINGS, "index", "searxng_url")
 
@@ -164,13 +166,15 @@ def _look_row(
 ) -> dict[str, Any]:
     """One look as the row keeps it, scored as the row is, so that evals/confidence.py can replay the answer,
     its scores and its cost at another threshold: EM and F1 of its short answer, whether its prompt held a gold
-    alias and whether a source it cites does (None where the row's are None); the texts it was shown are dropped."""
+    alias and whether a source it cites does (None where the row's are None); the ids of the passages it was
+    shown (`shown_ids`, as the row's for its final step); the texts are dropped."""
     scores = task.evaluate(example, look["short_answer"], look["short_answer"])
     gold = example.answers
     shown = [c["text"] for c in look.get("context", [])]
     cited = [f"{found[n].title} {found[n].text}" for n in look.get("cited", []) if n in found]
     return {
         **{k: v for k, v in look.items() if k != "context"},
+        "shown_ids": [found[c["n"]].id for c in look.get("context", []) if c["n"] in found],
         "em": scores.em,
         "f1": round(scores.f1, 4),
         "answer_in_context": answer_in_context(shown, gold) if passages else None,

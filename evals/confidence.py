@@ -112,8 +112,10 @@ def first_look_only(row: dict[str, Any]) -> dict[str, Any]:
 def replayed_row(row: dict[str, Any], threshold: float, second_look: bool = True) -> dict[str, Any]:
     """`row` as the loop would have written it at `threshold` (`replay`'s choice of look; the first alone without
     `second_look`): its prediction, scores, confidence and cost from the chosen look, less the cost of a look not
-    taken. `match` scores the whole answer, which looks do not keep: it is None. Rows without looks (plain,
-    closed) come back as they are."""
+    taken. `match` scores the whole answer, which looks do not keep: it is None. Where the replay takes fewer
+    looks than the row did, the row's passages (`context`, `sources`) were those of a look not taken: they are
+    None, and `shown_ids` is the last look taken's (None in rows written before looks kept them). Rows without
+    looks (plain, closed) come back as they are."""
     looks = row.get("looks") or []
     if not looks or row.get("error"):
         return row
@@ -121,8 +123,10 @@ def replayed_row(row: dict[str, Any], threshold: float, second_look: bool = True
     chosen = kept_look(taken)
     skipped = looks[len(taken) :]
     less = {k: sum(look.get(k, 0) for look in skipped) for k in ("prompt_tokens", "completion_tokens", "seconds")}
+    steps = {"shown_ids": taken[-1].get("shown_ids"), "context": None, "sources": None} if skipped else {}
     return {
         **row,
+        **steps,
         "prediction": chosen["short_answer"],
         "answer": None,
         "em": chosen["em"],
@@ -155,6 +159,7 @@ def write_replay(folder: Path, threshold: float, out: Path, second_look: bool = 
     replayed = [replayed_row(r, threshold, second_look) for r in rows]
     out.mkdir(parents=True, exist_ok=True)
     source = {"folder": str(folder), "threshold": ran}
+    second_look = second_look and config.get("second_look") is not False  # a run that took none replays none
     config = {**config, "confidence_threshold": threshold, "second_look": second_look, "replayed_from": source}
     (out / "run.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     (out / "results.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in replayed))

@@ -153,7 +153,7 @@ def gold_in_context(row: dict[str, Any], gold_passage: str | None, doc_of: dict[
     None when the row or the question does not say. `doc_of`: the run's index as evals/retrieval.py's `records_of`
     reads it, so that a passage with the gold one's text counts too (TyDi QA repeats a paragraph under one id per
     question, and the loop shows the text once, under the first id found)."""
-    if not gold_passage or "shown_ids" not in row:
+    if not gold_passage or row.get("shown_ids") is None:
         return None
     if doc_of is None:
         return any(pid.split("#")[0] == gold_passage for pid in row["shown_ids"])

@@ -123,11 +123,13 @@ def test_a_run_at_one_replays_a_run_at_a_lower_threshold_exactly(loaded_model: F
     write_replay(tmp_path / "at-1", 0.7, tmp_path / "replayed")
     replayed = [json.loads(line) for line in (tmp_path / "replayed" / "results.jsonl").read_text().splitlines()]
     for got, want in zip(replayed, direct, strict=True):
-        for key in ("prediction", "em", "f1", "answer_in_context", "citation_right", "confidence", "uncertain"):
+        kept = ("prediction", "em", "f1", "answer_in_context", "citation_right", "confidence", "uncertain", "shown_ids")
+        for key in kept:
             assert got[key] == want[key], (key, got, want)
         assert got["prompt_tokens"] == want["prompt_tokens"] and got["completion_tokens"] == want["completion_tokens"]
         assert [look["short_answer"] for look in got["looks"]] == [look["short_answer"] for look in want["looks"]]
     assert replayed[0]["seconds"] < full[0]["seconds"], "the second look not taken is not paid for"
+    assert replayed[0]["context"] is None and full[0]["context"], "the passages of a look not taken are not kept"
     assert json.loads((tmp_path / "replayed" / "run.json").read_text())["replayed_from"]["threshold"] == 1.0
     report = (tmp_path / "replayed" / "report.md").read_text()
     assert "| rag | 2 |" in report and "Replayed at confidence threshold 0.7" in report
@@ -138,3 +140,7 @@ def test_a_run_at_one_replays_a_run_at_a_lower_threshold_exactly(loaded_model: F
     assert "without the second look" in (tmp_path / "one-look" / "report.md").read_text()
     with pytest.raises(ValueError, match="up to it"):
         write_replay(tmp_path / "at-0.7", 0.9, tmp_path / "nope")
+    ran = json.loads((tmp_path / "at-0.7" / "run.json").read_text())
+    (tmp_path / "at-0.7" / "run.json").write_text(json.dumps({**ran, "second_look": False}))
+    write_replay(tmp_path / "at-0.7", 0.7, tmp_path / "none-taken")
+    assert json.loads((tmp_path / "none-taken" / "run.json").read_text())["second_look"] is False

@@ -111,4 +111,4 @@ def test_an_eval_row_records_the_text_the_prompt_showed(fake_model, index: Path,
     assert all(f"[{c['n']}] {c['text']}" in prompt for c in row["context"]), "the exact text after [n]"
     assert row["context"][0]["id"] == "triviaqa-1949" and row["context"][0]["text"].startswith("Bogotá: ")
     assert row["answer_in_context"] == answer_in_context([c["text"] for c in row["context"]], row["gold"])
-    assert json.loads((out / "run.json").read_text())["row_format"] == 3
+    assert json.loads((out / "run.json").read_text())["row_format"] == 4
