@@ -333,3 +333,20 @@ def test_compare_names_the_rows_that_changed_and_counts_the_rest(tmp_path: Path)
     assert lines[0].startswith("q2 (rag): ") and '"prediction": ["Bogotá", "Bogota"]' in lines[0]
     assert '"sources": [["p1"], []]' in lines[0] and "seconds" not in lines[0]
     assert lines[-1] == "1 rows identical, 1 differ, 0 in only one run"
+
+
+def test_compare_gives_the_paired_change_of_each_mode_over_the_questions_both_runs_answered(tmp_path: Path):
+    from assistant.evals.compare import paired_change
+
+    def rows(ems: list[float], mode: str = "rag", error: int | None = None) -> str:
+        return "".join(
+            json.dumps({"id": f"q{i}", "mode": mode, "em": em, "f1": em, "error": "x" if i == error else None}) + "\n"
+            for i, em in enumerate(ems)
+        )
+
+    before, after = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    before.write_text(rows([0, 0, 1, 1]) + rows([1], mode="closed"))
+    after.write_text(rows([1, 1, 1, 0, 1], error=3) + rows([1], mode="plain"))  # q3 failed, q4 is new
+    table = paired_change(before, after).splitlines()
+    assert table[2] == "| rag | 3 | 33.3 | 100.0 | +66.7 [+0.0, +100.0] | +66.7 [+0.0, +100.0] |", table
+    assert len(table) == 3, "a mode of one run alone is not compared"
