@@ -45,7 +45,11 @@ PASSAGE_WORDS = 100  # the size split_passages aims at
 # A text up to this long is one passage already and is kept as it came; the TriviaQA and Wikipedia passage
 # files the evaluations index are 31-103 words a record, so chunking leaves their ids and texts unchanged.
 WHOLE_PASSAGE_WORDS = 150
-_WORD = re.compile(r"\S+")
+# Words as passages are sized and cut: a run of characters without a space, but each kana or Han character on its
+# own, as half a word (Chinese takes about twice as many characters as English takes words: XQuAD's paragraphs,
+# median 225 characters in zh against 110 words in en), so a text without spaces is split and capped like any other.
+_WORD = re.compile(rf"[{_CJK}]|[^\s{_CJK}]+")
+CJK_WORD = 0.5
 
 
 def words_in(text: str) -> Iterator[re.Match[str]]:
@@ -83,14 +87,19 @@ def holds_phrase(text: str, phrase: str) -> bool:
     return f" {phrase}" + ("" if _HANGUL_END.search(phrase) else " ") in f" {text} "
 
 
+def word_count(text: str) -> float:
+    """How many words `text` holds as passages count them: a kana or Han character is half a word."""
+    return sum(CJK_WORD if cjk_character(w) else 1 for w in _WORD.findall(text))
+
+
 def split_passages(text: str, max_words: int = PASSAGE_WORDS) -> list[str]:
     """Split text into passages of at most ~max_words words, on paragraph then sentence boundaries."""
     chunks: list[str] = []
     pending: list[str] = []  # short paragraphs packed together, joined by newlines
-    pending_words = 0
+    pending_words = 0.0
     for paragraph in _PARAGRAPH.split(text):
         paragraph = " ".join(paragraph.split())
-        words = len(paragraph.split())
+        words = word_count(paragraph)
         if not words:
             continue
         if pending and pending_words + words > max_words:
@@ -114,7 +123,7 @@ def split_sentences(text: str, min_words: int = 4) -> list[str]:
         for piece in _SENTENCE_END.split(" ".join(paragraph.split())):
             if not piece:
                 continue
-            if sentences and (len(piece.split()) < min_words or len(sentences[-1].split()) < min_words):
+            if sentences and (word_count(piece) < min_words or word_count(sentences[-1]) < min_words):
                 sentences[-1] = f"{sentences[-1]} {piece}"
             else:
                 sentences.append(piece)
@@ -123,28 +132,51 @@ def split_sentences(text: str, min_words: int = 4) -> list[str]:
 
 def document_passages(text: str) -> list[str]:
     """A document as passages: itself, unchanged, if it is passage-sized; else `split_passages` of it."""
-    return [text] if len(text.split()) <= WHOLE_PASSAGE_WORDS else split_passages(text)
+    return [text] if word_count(text) <= WHOLE_PASSAGE_WORDS else split_passages(text)
 
 
 def _pack_sentences(paragraph: str, max_words: int) -> list[str]:
     pieces: list[str] = []
     for sentence in _SENTENCE_END.split(paragraph):
-        words = sentence.split()
         # Only a sentence longer than the limit on its own is cut mid-sentence.
-        pieces.extend(" ".join(words[i : i + max_words]) for i in range(0, len(words), max_words))
+        while word_count(sentence) > max_words:
+            end = [m.end() for m in _WORD.finditer(sentence)][_units_within(sentence, max_words) - 1]
+            pieces.append(sentence[:end])
+            sentence = sentence[end:].lstrip()
+        if sentence:
+            pieces.append(sentence)
     chunks: list[str] = []
     current: list[str] = []
-    count = 0
+    count = 0.0
     for piece in pieces:
-        n = len(piece.split())
+        n = word_count(piece)
         if current and count + n > max_words:
-            chunks.append(" ".join(current))
+            chunks.append(_join(current))
             current, count = [], 0
         current.append(piece)
         count += n
     if current:
-        chunks.append(" ".join(current))
+        chunks.append(_join(current))
     return chunks
+
+
+def _join(sentences: list[str]) -> str:
+    """Sentences as one text again: a space after western punctuation, none after "。", "！" or "？"."""
+    text = sentences[0]
+    for sentence in sentences[1:]:
+        text += ("" if text.endswith(("。", "！", "？")) else " ") + sentence
+    return text
+
+
+def _units_within(text: str, max_words: float) -> int:
+    """How many of `text`'s leading words (`_WORD`: a kana or Han character each) fit in `max_words`; at least 1."""
+    total, units = 0.0, 0
+    for w in _WORD.findall(text):
+        total += CJK_WORD if cjk_character(w) else 1
+        if total > max_words:
+            break
+        units += 1
+    return max(units, 1)
 
 
 def rank_passages(query: str, passages: list[str], k1: float = 1.5, b: float = 0.75) -> list[tuple[float, int]]:
@@ -176,14 +208,15 @@ def approx_tokens(text: str) -> int:
 
 def cap_words(text: str, max_words: int = WHOLE_PASSAGE_WORDS) -> str:
     """`text` cut after `max_words` words, ending in a marker that says how much was left out."""
-    return _cut(text, max_words) if len(text.split()) > max_words else text
+    return _cut(text, _units_within(text, max_words)) if word_count(text) > max_words else text
 
 
 def cap_tokens(text: str, max_tokens: int, count_tokens: Callable[[str], int] = approx_tokens) -> str:
     """`text` cut after as many words as fit `max_tokens` (marker included, counted by `count_tokens`)."""
     if count_tokens(text) <= max_tokens:
         return text
-    low, high = 0, min(len(text.split()) - 1, max(max_tokens, 0))  # a word costs a token or more
+    # `_cut` counts words as `_WORD` finds them; one costs a token or more, a kana or Han character half a token or more
+    low, high = 0, min(len(_WORD.findall(text)) - 1, 2 * max(max_tokens, 0))
     while low < high:
         mid = (low + high + 1) // 2
         if count_tokens(_cut(text, mid)) <= max_tokens:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from assistant.passages import (
+    PASSAGE_WORDS,
     WHOLE_PASSAGE_WORDS,
     approx_tokens,
     cap_tokens,
@@ -12,6 +13,7 @@ from assistant.passages import (
     select_within_budget,
     split_passages,
     tokenize,
+    word_count,
 )
 
 
@@ -139,3 +141,24 @@ def test_cap_tokens_fits_the_budget_marker_included():
     assert cap_tokens(text, 3, count) == "… [truncated: 1000 more words]", "nothing fits: only the marker"
     assert cap_tokens("short text", 50, count) == "short text"
     assert approx_tokens(cap_tokens(words(500), 100)) <= 100
+
+
+# A Chinese text has no spaces: a text that `split()` sees as one word must still be split and capped.
+CHINESE = (
+    "黑豹队的防守在整个赛季只丢了308分，在联盟中排名第六，同时也以24次拦截领先国家橄榄球联盟，并且四次入选职业碗。"
+)
+
+
+def test_a_text_without_spaces_is_split_into_passages_that_lose_and_add_nothing():
+    text = CHINESE * 10
+    passages = split_passages(text)
+    assert len(passages) > 1 and all(word_count(p) <= PASSAGE_WORDS for p in passages)
+    assert "".join(passages) == text, "no character lost, no space added between Chinese sentences"
+    assert word_count("首都是北京 Beijing") == 2.5 + 1, "a Han character is half a word"
+    assert document_passages(CHINESE * 4) == [CHINESE * 4], "paragraph-sized (about 225 characters) stays whole"
+
+
+def test_a_text_without_spaces_is_capped_to_what_fits_not_to_nothing():
+    capped = cap_tokens(CHINESE * 5, 50)
+    assert capped.startswith(CHINESE[:20]) and approx_tokens(capped) <= 50, capped
+    assert cap_words(CHINESE * 8, 100).startswith(CHINESE * 3)
