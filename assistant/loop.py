@@ -93,8 +93,10 @@ def answer(
     opts = GenerationOptions(max_tokens=max_tokens, temperature=temperature)
     turns = fit_turns(history, question, model, context_tokens, max_tokens, prompts, answer_prompt) if history else []
     yield StepStarted(1)
+    # An answer that may be withheld as uncertain is not streamed: its words would show before it is judged.
+    streamed = judging.show_uncertain
     if ctx is None or search is None:
-        completion = yield from generation(model, closed_messages(question, turns, prompts), opts, state)
+        completion = yield from generation(model, closed_messages(question, turns, prompts), opts, state, streamed)
         parsed = parse_answer(completion.text, set(), question, prompts.question_lang)
         closed = judged(parsed, completion, question, [], prompts.question_lang)
         yield state.answer(closed.parsed, [], closed.look, [closed.look], judging)
@@ -104,7 +106,7 @@ def answer(
 
     def read(shown: list[Source], started: float) -> Generator[Event, None, Candidate]:
         messages = search_messages(question, shown, state.notes, answer_prompt, turns, prompts)
-        reply = yield from generation(model, messages, opts, state)
+        reply = yield from generation(model, messages, opts, state, streamed)
         parsed = parse_answer(reply.text, {s.n for s in shown}, question, prompts.question_lang)
         candidate = judged(parsed, reply, question, shown, prompts.question_lang)
         u, seconds = reply.usage, time.perf_counter() - started
@@ -198,9 +200,9 @@ _SLACK = 160  # notes (a failed call, the queries tried) and the chat template a
 
 
 def generation(
-    model: ModelBackend, messages: list[Message], options: GenerationOptions, state: RunState
+    model: ModelBackend, messages: list[Message], options: GenerationOptions, state: RunState, stream: bool = True
 ) -> Generator[Event, None, Completion]:
-    """Stream one generation as Token events and return its Completion."""
+    """Stream one generation as Token events (none without `stream`) and return its Completion."""
     for item in model.stream(messages, options):
         if isinstance(item, Completion):
             state.record(item)
@@ -210,5 +212,6 @@ def generation(
                 *(u.prompt_tokens, u.completion_tokens, item.prefill_s, item.decode_s, item.finish_reason),
             )
             return item
-        yield Token(item)
+        if stream:
+            yield Token(item)
     raise RuntimeError(f"{model.name} ended its stream without a Completion")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from assistant.confidence import Judging, answer_probability, confidence
-from assistant.events import Answer, ToolCalled
+from assistant.events import Answer, Token, ToolCalled
 from assistant.languages import ENGLISH_NUMBERS, numbers_of
 from assistant.loop import answer
 from assistant.models.base import GenerationOptions, Message, TokenLogprob, generate
@@ -173,9 +173,14 @@ def test_still_below_it_the_best_candidate_is_marked_uncertain(fake_model: FakeM
 def test_an_uncertain_answer_can_be_withheld(fake_model: FakeModel) -> None:
     search = DepthSearch(table={QUESTION: PASSAGES})
     fake_model.enqueue("Answer: Louvre [1]", "Answer: Prado [5]", probability=0.1)
-    a = final(run(fake_model, search, judging=Judging(threshold=0.7, show_uncertain=False)))
+    events = run(fake_model, search, judging=Judging(threshold=0.7, show_uncertain=False))
+    a = final(events)
     assert a.uncertain and (a.answer, a.short_answer, a.sources) == (NOT_SETTLED, "", [])
     assert a.looks[0]["short_answer"] == "Louvre", "the candidate is still recorded for evals"
+    assert not [e for e in events if isinstance(e, Token)], "a withheld answer is not streamed before it is judged"
+    fake_model.enqueue("Answer: Louvre [1]", probability=0.9)
+    shown = run(fake_model, search, judging=Judging(threshold=0.7))
+    assert "Louvre" in "".join(e.text for e in shown if isinstance(e, Token)), "an answer that may be shown streams"
 
 
 def test_a_second_look_searches_by_meaning_where_the_engine_can(fake_model: FakeModel) -> None:
