@@ -208,9 +208,11 @@ def next_step_messages(
     history: Sequence[Turn] = (),
     prompts: Prompts = ENGLISH,
 ) -> list[Message]:
-    """The messages that ask for the next tool call; sources appear by title and URL only (few tokens)."""
+    """The messages that ask for the next tool call; sources appear by title and URL only (few tokens), fenced
+    as untrusted like the sources of an answering step."""
     listing = "\n".join(f"[{s.n}] {s.title}" + (f" <{s.url}>" if s.url else "") for s in sources)
-    parts = [f"Sources so far:\n{listing or '(none)'}", "Queries tried: " + "; ".join(queries), *notes]
+    fenced = f"<sources untrusted>\n{listing}\n</sources>" if listing else "(none)"
+    parts = [f"Sources so far:\n{fenced}", "Queries tried: " + "; ".join(queries), *notes]
     parts.append(f"Question: {question}")
     system = prompts.text("next_step")
     return [Message("system", system), *history_messages(history), Message("user", "\n".join(parts))]

@@ -19,12 +19,13 @@ from assistant.confidence import Judging, Look
 from assistant.events import Answer, Event, Source, ToolCalled, ToolReturned
 from assistant.evidence import excerpts
 from assistant.models.base import Completion, Usage
-from assistant.passages import cap_tokens, same_text
+from assistant.passages import cap_tokens, cap_words, same_text
 from assistant.prompting import ParsedAnswer, abstained, shown_text, supported
 from assistant.search.base import SearchBackend
 from assistant.tools import Tool, ToolContext, ToolResult, ToolRetry
 
 log = logging.getLogger(__name__)
+TITLE_WORDS = 30  # a source's title, as prompts show it
 
 
 @dataclass
@@ -126,7 +127,10 @@ class RunState:
             return ToolResult(error=error)
 
     def _add(self, id: str, title: str, url: str, snippet: str, text: str, rank: tuple[int, int]) -> Source:
-        title, snippet, text = _defang(title), _defang(snippet), _defang(text)
+        # A title is one line of at most TITLE_WORDS words: a page's <title> may hold lines that mimic "[n]"
+        # sources, or thousands of words that would crowd out the budget.
+        title = cap_words(same_text(_defang(title)), TITLE_WORDS)
+        snippet, text = _defang(snippet), _defang(text)
         digest = hashlib.sha1(same_text(text).encode()).hexdigest()
         n = self.seen.get(id) or self.seen.get(digest)  # the same passage found again keeps its number
         if n:

@@ -171,7 +171,9 @@ def _fetch(url: str, policy: FetchPolicy, client: httpx.Client, deadline: float,
                 current = str(resp.url.join(resp.headers["location"]))
                 continue
             if resp.status_code >= 400:
-                raise FetchError(f"HTTP {resp.status_code} {resp.reason_phrase} from {current}")
+                # the standard phrase, not the server's: a failure becomes a note the model reads
+                phrase = httpx.codes.get_reason_phrase(resp.status_code)
+                raise FetchError(f"HTTP {resp.status_code} {phrase} from {current}".replace("  ", " "))
             mime, charset = _content_type(resp.headers.get("content-type", ""))
             if mime not in HTML_TYPES + TEXT_TYPES:
                 raise FetchError(f"refused {current}: content type {mime!r} is not HTML or plain text")
