@@ -88,7 +88,7 @@ class Answer:
     usage: dict[str, int]
     timings: dict[str, float]
     search: str = "none"
-    grounded: bool = False  # it cites a source that holds it (ask exits 0), else it is from memory or uncertain (3)
+    grounded: bool = False  # it cites a source that holds it (ask exits 0 unless uncertain), else ask exits 3 or 4
     notes: list[str] = field(default_factory=list)
     shown: list[int] = field(default_factory=list)  # the numbers of the sources in the final prompt
     # those sources as the final prompt showed them, {n, id, text}: text is what followed "[n] " (title included)
@@ -97,7 +97,9 @@ class Answer:
     lang_confidence: float | None = None
     route: dict[str, Any] | None = None  # language, model, prompt, region, answer_language, fallback, detect_ms
     confidence: float | None = None  # in [0, 1]: token probability and support (assistant/confidence.py)
-    uncertain: bool = False  # below the threshold after a second look: the sources did not settle it (ask exits 4)
+    # below the threshold (after a second look, where the model takes one): ask exits 4 when it read sources, 3 when
+    # it read none (closed-book, nothing found: cli.ask_exit)
+    uncertain: bool = False
     looks: list[dict[str, Any]] = field(default_factory=list)  # each answer considered: short_answer, confidence, …
 
     def to_dict(self) -> dict[str, Any]:

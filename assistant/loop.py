@@ -132,7 +132,7 @@ def answer(
         for call in pick.tool_calls[:1]:
             yield from state.call(step + 1, usable[call.name], call.arguments)
         if not pick.tool_calls:
-            state.notes.append(f"Note: no valid tool call ({pick.tool_error or pick.text[:80]!r})")
+            state.note(f"no valid tool call ({pick.tool_error or pick.text[:80]!r})")
         stuck = len(state.sources) == known
     looks = [best.look]
     if judging.second_look and best.look.confidence < judging.threshold and best.shown:
@@ -196,7 +196,9 @@ def fit_turns(
 
 
 _PROMPTS = ("search", "next_step")  # beside the answering prompt the model is given
-_SLACK = 160  # notes (a failed call, the queries tried) and the chat template around the current messages
+# Room for what the prompt adds to its fixed parts: a note per step at most (NOTE_CHARS characters, ~70 tokens),
+# the queries tried (QUERY_CHARS each, ~35 tokens), over max_steps 3, and the chat template around the messages.
+_SLACK = 360
 
 
 def generation(

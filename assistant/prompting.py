@@ -122,6 +122,7 @@ def load_prompt(name: str) -> str:
     return files("assistant.prompts").joinpath(f"{name}.md").read_text(encoding="utf-8").strip()
 
 
+QUERY_CHARS = 100  # a query tried, as the next-step prompt lists it
 _ANSWERING = ("answer_example", "answer_format", "answer_short", "closed")  # the prompts that ask for the answer
 _ANSWERING_SYSTEM = ("search", "closed")  # the system prompts of the generations that answer
 
@@ -212,7 +213,8 @@ def next_step_messages(
     as untrusted like the sources of an answering step."""
     listing = "\n".join(f"[{s.n}] {s.title}" + (f" <{s.url}>" if s.url else "") for s in sources)
     fenced = f"<sources untrusted>\n{listing}\n</sources>" if listing else "(none)"
-    parts = [f"Sources so far:\n{fenced}", "Queries tried: " + "; ".join(queries), *notes]
+    tried = "; ".join(q if len(q) <= QUERY_CHARS else q[: QUERY_CHARS - 1] + "…" for q in queries)
+    parts = [f"Sources so far:\n{fenced}", f"Queries tried: {tried}", *notes]
     parts.append(f"Question: {question}")
     system = prompts.text("next_step")
     return [Message("system", system), *history_messages(history), Message("user", "\n".join(parts))]

@@ -53,7 +53,7 @@ class EventPrinter:
         if answer.uncertain:
             c.print(
                 f"[bold yellow]? uncertain[/bold yellow] [yellow](confidence {answer.confidence or 0:.2f}): "
-                "the sources did not settle this"
+                + ("the sources did not settle this" if answer.shown else "no source was read to settle this")
                 + (" — take the answer above as a guess, not a finding" if answer.short_answer else "")
                 + "[/yellow]"
             )

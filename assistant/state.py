@@ -26,6 +26,7 @@ from assistant.tools import Tool, ToolContext, ToolResult, ToolRetry
 
 log = logging.getLogger(__name__)
 TITLE_WORDS = 30  # a source's title, as prompts show it
+NOTE_CHARS = 200  # a note to the model (`RunState.note`)
 
 
 @dataclass
@@ -41,7 +42,7 @@ class RunState:
     rank: dict[int, tuple[int, int]] = field(default_factory=dict)  # n -> (step, position): newest step first
     prompted: set[int] = field(default_factory=set)  # sources put in an answering prompt: found again, not first
     seen: dict[str, int] = field(default_factory=dict)  # passage id or text digest -> n
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # for the model's next prompt (`note`)
     problems: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)  # sources that could not be reached
     tool_notes: list[str] = field(default_factory=list)  # what tools said the user should know
@@ -75,9 +76,10 @@ class RunState:
         self.failures += result.failures
         self.tool_notes += result.notes
         self.urls.update(result.urls)
+        self.urls.update(p.url for p in result.passages if p.url)  # a page's URL after redirects, as sources show it
         self.fetches += result.pages_read
         if result.error:
-            self.notes.append(f"Note: {result.error}")
+            self.note(result.error)
             if by == "model" and not result.failures:  # else the failure says it ("could not reach")
                 call = f"{tool.name}({_shown(arguments)})"
                 self.problems.append(f"step {step}: the model's call {call} was refused: {result.error}")
@@ -97,6 +99,12 @@ class RunState:
         )
         log.info("step %d: %s(%s) by %s: %s in %.2fs", step, tool.name, _shown(arguments), by, summary, seconds)
         yield ToolReturned(step, tool.name, summary, new, result.error, seconds)
+
+    def note(self, text: str) -> None:
+        """Tell the model's next prompts what went wrong, in at most NOTE_CHARS characters (a note may quote a
+        URL or a model's reply: the prompt's slack for notes is counted on that, assistant/loop.py)."""
+        text = " ".join(text.split())
+        self.notes.append("Note: " + (text if len(text) <= NOTE_CHARS else text[: NOTE_CHARS - 1] + "…"))
 
     def _run(
         self, step: int, tool: Tool, arguments: dict[str, Any], depth: int | None, search: SearchBackend | None
@@ -251,7 +259,7 @@ class RunState:
         withheld = uncertain and not judging.show_uncertain
         return Answer(
             question=self.question,
-            answer=NOT_SETTLED if withheld else text,
+            answer=(NOT_SETTLED if shown else NO_SOURCE) if withheld else text,
             short_answer="" if withheld else parsed.short_answer,
             sources=[] if withheld else [by_n[n] for n in cited],
             model=self.model,
@@ -270,6 +278,7 @@ class RunState:
 
 
 NOT_SETTLED = "The sources did not settle this."  # the answer when an uncertain one is withheld
+NO_SOURCE = "No source was read to settle this."  # … when it was answered without sources (closed-book, none found)
 
 
 # Phrases by which a page talks to the model rather than to its reader.

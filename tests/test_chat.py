@@ -468,9 +468,9 @@ def test_arrow_keys_edit_the_line_and_recall_earlier_questions_of_any_session(mo
 
 def test_the_oldest_turns_are_dropped_to_fit_the_window(model, index):
     url, script = model
-    questions = [f"Question number {i}: {'and what is the capital of Colombia, really? ' * 3}" for i in range(1, 6)]
+    questions = [f"Question number {i}: {'and what is the capital of Colombia, really? ' * 4}" for i in range(1, 6)]
     script.replies += [f"Bogotá, answer {i} [1]" for i in range(1, 6)]
-    s = Session(chat_args(url, index), ASSISTANT_MAX_TOKENS="2300")
+    s = Session(chat_args(url, index), ASSISTANT_MAX_TOKENS="2000")
     for q in questions:
         s.say(q)
     assert s.end() == 0, s.screen()
@@ -479,7 +479,7 @@ def test_the_oldest_turns_are_dropped_to_fit_the_window(model, index):
     earlier = [m["content"] for m in last[1:-1] if m["role"] == "user"]
     assert earlier and earlier[-1] == " ".join(questions[-2].split()), earlier
     assert " ".join(questions[0].split()) not in earlier, "the oldest turn was dropped"
-    used = sum(len(m["content"]) + 8 for m in last) + 2300
+    used = sum(len(m["content"]) + 8 for m in last) + 2000
     everything = sum(len(q) + len(f"Bogotá, answer {i}") + 16 for i, q in enumerate(questions[:-1], 1))
     shown = sum(len(m["content"]) + 8 for m in last[1:-1])
     assert used - shown + everything > WINDOW, "keeping every turn would have overflowed the window"

@@ -18,7 +18,7 @@ from assistant.models.presets import PRESETS, local_path
 from assistant.prompting import Prompts
 from assistant.search.base import SearchResult
 from assistant.spans import number_form, source_form
-from assistant.state import NOT_SETTLED
+from assistant.state import NO_SOURCE, NOT_SETTLED
 from assistant.tools import ToolContext, default_tools
 from assistant.web import FetchPolicy
 from tests.conftest import FakeModel
@@ -181,6 +181,13 @@ def test_an_uncertain_answer_can_be_withheld(fake_model: FakeModel) -> None:
     fake_model.enqueue("Answer: Louvre [1]", probability=0.9)
     shown = run(fake_model, search, judging=Judging(threshold=0.7))
     assert "Louvre" in "".join(e.text for e in shown if isinstance(e, Token)), "an answer that may be shown streams"
+
+
+def test_a_withheld_answer_that_read_no_source_says_so(fake_model: FakeModel) -> None:
+    fake_model.enqueue("Answer: Louvre", probability=0.9)
+    events = list(answer(QUESTION, fake_model, None, default_tools(), judging=Judging(show_uncertain=False)))
+    a = final(events)
+    assert a.uncertain and a.answer == NO_SOURCE and not a.shown, "closed-book: no source, not unsettled sources"
 
 
 def test_a_second_look_searches_by_meaning_where_the_engine_can(fake_model: FakeModel) -> None:

@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from assistant.errors import FetchError
+from assistant.events import ToolReturned
 from assistant.search.base import SearchResult
 from assistant.search.cache import Cache
 from assistant.state import RunState
@@ -318,6 +319,18 @@ def test_the_model_offering_another_scheme_is_refused_as_an_observation(url: str
     state = RunState("q", "fake", "list", ctx)
     list(state.call(1, default_tools()["fetch_page"], {"url": url}))
     assert state.fetches == 0
+
+
+def test_a_page_reached_by_a_redirect_may_be_read_again_by_the_url_its_source_shows(port: int):
+    hit = f"http://127.0.0.1:{port}/to?url=/secret"
+    search = ListSearch(table={"q": [SearchResult(hit, "Secret", hit, "a snippet")]})
+    ctx = ToolContext("q", search, FetchPolicy(allow_private=True, timeout=5.0), len, max_fetches=2)
+    state = RunState("q", "fake", "list", ctx)
+    list(state.call(1, default_tools()["web_search"], {"query": "q"}, by="policy"))
+    shown = {s.url for s in state.sources}
+    assert shown == {f"http://127.0.0.1:{port}/secret"}, shown
+    again = list(state.call(2, default_tools()["fetch_page"], {"url": shown.pop()}))[-1]
+    assert isinstance(again, ToolReturned) and not again.error, again
 
 
 def test_a_search_result_with_a_file_url_is_not_read_and_its_snippet_is_kept():
