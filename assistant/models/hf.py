@@ -27,7 +27,7 @@ from typing import Any
 
 from assistant.errors import AssistantError, BadInput, MissingExtra
 from assistant.models.base import Completion, GenerationOptions, Message, TokenLogprob, Usage
-from assistant.models.special import Piece, split_prompt
+from assistant.models.special import Piece, content_ids, split_prompt
 from assistant.models.toolcalls import prepare, stream_with_tools
 
 log = logging.getLogger(__name__)
@@ -197,8 +197,15 @@ class TransformersBackend:
         return [i for piece in self._pieces(messages, options) for i in self._encode(piece.text, piece.content)]
 
     def _encode(self, text: str, content: bool) -> list[int]:
-        # split_special_tokens: `<|end|>` in content is encoded as the characters it is made of.
-        return list(self.tokenizer(text, add_special_tokens=False, split_special_tokens=content)["input_ids"])
+        # split_special_tokens: `<|end|>` in content is encoded as the characters it is made of; an added token that
+        # is not special (Qwen2.5's `<tool_call>`) is still matched, and `content_ids` breaks it.
+        def encode(t: str) -> list[int]:
+            return list(self.tokenizer(t, add_special_tokens=False, split_special_tokens=content)["input_ids"])
+
+        if not content:
+            return encode(text)
+        added = self.tokenizer.added_tokens_decoder
+        return content_ids(encode, lambda i: added[i].content if i in added else None, text)
 
     def _pieces(self, messages: list[Message], options: GenerationOptions | None) -> list[Piece]:
         plain, schema = prepare(messages, options or GenerationOptions())

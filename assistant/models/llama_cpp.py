@@ -20,7 +20,7 @@ from typing import Any
 
 from assistant.errors import AssistantError, BadInput, MissingExtra
 from assistant.models.base import Completion, GenerationOptions, Message, TokenLogprob, Usage
-from assistant.models.special import Piece, split_prompt
+from assistant.models.special import Piece, content_ids, split_prompt
 from assistant.models.toolcalls import prepare, stream_with_tools
 
 # Phi-3-mini-4k-instruct's template: <|user|>\n…<|end|>\n<|assistant|>\n (system folded in as its own turn).
@@ -124,6 +124,10 @@ class LlamaCppBackend:
             stop_token_ids=[self.eos_token_id],
         )
         self.stop = [eos_text]  # the stop strings Jinja2ChatFormatter gives for every prompt
+        vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
+        marks = llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED | llama_cpp.LLAMA_TOKEN_ATTR_CONTROL
+        self._marked = lambda token: bool(llama_cpp.llama_vocab_get_attr(vocab, token) & marks)
+        self._text_of = lambda token: llama_cpp.llama_vocab_get_text(vocab, token).decode("utf-8", "replace")
 
     def _token_text(self, token: int) -> str:
         return self.llm._model.token_get_text(token) if token >= 0 else ""
@@ -137,8 +141,20 @@ class LlamaCppBackend:
         ids: list[int] = []
         for piece in self._pieces(messages):
             # No BOS is added: templates that want one write `bos_token` themselves.
-            ids += self.llm.tokenize(piece.text.encode("utf-8"), add_bos=False, special=not piece.content)
+            ids += self._content_ids(piece.text) if piece.content else self._tokenize(piece.text, special=True)
         return ids
+
+    def _tokenize(self, text: str, special: bool = False) -> list[int]:
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=special)
+
+    def _content_ids(self, text: str) -> list[int]:
+        """Message content's ids: special=False leaves control tokens as text, but llama.cpp still matches a
+        vocabulary's user-defined tokens (Qwen2.5's `<tool_call>`), which `content_ids` breaks."""
+        return content_ids(self._tokenize, self._added, text)
+
+    def _added(self, token: int) -> str | None:
+        """The text of a user-defined or control token, else None."""
+        return self._text_of(token) if self._marked(token) else None
 
     def _pieces(self, messages: list[Message]) -> list[Piece]:
         def render(contents: list[str]) -> str:
@@ -149,7 +165,7 @@ class LlamaCppBackend:
 
     def count_tokens(self, text: str) -> int:
         """Tokens `text` costs in this vocabulary, as message content (control strings in it stay text)."""
-        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+        return len(self._content_ids(text))
 
     def stream(self, messages: list[Message], options: GenerationOptions) -> Iterator[str | Completion]:
         """Yield answer text deltas, then one Completion (tool calls parsed, tokens and timings counted)."""

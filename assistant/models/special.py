@@ -65,6 +65,28 @@ def split_prompt(render: Callable[[list[str]], str], contents: list[str]) -> lis
     return pieces
 
 
+def content_ids(tokenize: Callable[[str], list[int]], added: Callable[[int], str | None], text: str) -> list[int]:
+    """`text`'s token ids as message content. `tokenize` leaves control tokens as text, but a vocabulary's own
+    added words may still be matched (llama.cpp's user-defined tokens, a transformers tokenizer's added tokens
+    that are not special: Qwen's `<tool_call>`); `added(id)` is such a token's text, else None. Each one found is
+    broken by a zero-width joiner and the text tokenized again; should one survive that, every "<", "[" and "|"."""
+    ids = tokenize(text)
+    words = {w for w in map(added, ids) if w}
+    if not words:
+        return ids
+    for word in sorted(words, key=len, reverse=True):
+        text = text.replace(word, word[:1] + _JOINER + word[1:])
+    ids = tokenize(text)
+    if any(map(added, ids)):  # matched in another form than its text (a stripped space, say)
+        ids = tokenize(_ANY_MARK.sub(lambda m: m.group(0) + _JOINER, text))
+    if any(map(added, ids)):
+        raise AssistantError("message text could not be kept apart from the vocabulary's added tokens")
+    return ids
+
+
+_ANY_MARK = re.compile(r"[<\[|｜]")
+
+
 def neutralise(text: str) -> str:
     """`text` with every chat-format control string broken by a zero-width joiner, so no tokenizer parses it."""
     return _CONTROL.sub(lambda m: m.group(0) + _JOINER, text)
