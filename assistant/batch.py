@@ -28,6 +28,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from assistant.errors import AssistantError, BadInput
 from assistant.events import Answer
+from assistant.jsonl import lines
 from assistant.resultlog import ResultLog
 from assistant.runner import Assistant
 from assistant.settings import Settings
@@ -62,7 +63,7 @@ def _detect(name: str, text: str) -> str:
         return "jsonl"
     if suffix in (".csv", ".txt"):
         return {".csv": "csv", ".txt": "text"}[suffix]
-    first = next((line for line in text.splitlines() if line.strip()), "")
+    first = next((line for line in lines(text) if line.strip()), "")
     if first.lstrip().startswith("{"):
         return "jsonl"
     header = next(csv.reader([first]), [])
@@ -71,7 +72,7 @@ def _detect(name: str, text: str) -> str:
 
 def _from_jsonl(text: str) -> list[Question]:
     out = []
-    for n, line in enumerate(text.splitlines(), 1):
+    for n, line in enumerate(lines(text), 1):
         if not line.strip():
             continue
         try:
@@ -113,7 +114,7 @@ def _from_csv(text: str) -> list[Question]:
 
 
 def _from_text(text: str) -> list[Question]:
-    return [Question(f"line-{n}", line.strip(), n) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    return [Question(f"line-{n}", line.strip(), n) for n, line in enumerate(lines(text), 1) if line.strip()]
 
 
 def read_questions(source: str | Path, fmt: str = "auto") -> list[Question]:

@@ -25,6 +25,7 @@ from rich.markup import escape
 
 from assistant.cli_app import MODEL_FLAGS, Output, app, err, fails_cleanly, with_output, with_settings
 from assistant.errors import AssistantError, BadInput, Exit
+from assistant.jsonl import lines
 from assistant.settings import Settings
 
 ConstrainOpt = Annotated[
@@ -133,7 +134,7 @@ def _jsonl_lines(path: Path, text: str | None, file: Path | None) -> list[str]:
     if text is not None or file is not None:
         raise BadInput("--jsonl reads its texts from the file: pass no TEXT and no --file")
     try:
-        return path.read_text(encoding="utf-8").splitlines()
+        return lines(path.read_text(encoding="utf-8"))
     except OSError as e:
         raise BadInput(f"cannot read {path}: {e.strerror or e}") from None
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from assistant.errors import AssistantError
+from assistant.jsonl import lines
 
 try:
     import fcntl
@@ -134,7 +135,7 @@ class ResultLog:
                 f.flush()
                 os.fsync(f.fileno())
             data = fixed
-        for n, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
+        for n, line in enumerate(lines(data.decode("utf-8", errors="replace")), 1):
             if not line.strip():
                 continue
             try:

@@ -30,6 +30,7 @@ from typing import Any
 
 from assistant.analysis import identifier
 from assistant.errors import AssistantError, BadInput
+from assistant.jsonl import rows as jsonl_rows
 from assistant.languages import LANGUAGES
 from assistant.models import ModelBackend, ModelSpec, close_model, load_model, resolve_model
 from assistant.prompting import ENGLISH, Prompts, language_prompts
@@ -273,7 +274,6 @@ class Router:
 def measure(folder: Path, threshold: float, languages: tuple[str, ...]) -> str:
     """A markdown table: per language of `folder/*.questions.jsonl` ({question, lang}), how often detection picks
     it, how often the question takes its own route, and the time detection takes per query."""
-    import json
     import statistics
 
     identifier.cache_clear()
@@ -283,7 +283,7 @@ def measure(folder: Path, threshold: float, languages: tuple[str, ...]) -> str:
     load = time.perf_counter() - start
     rows, times = [], []
     for path in sorted(folder.glob("*.questions.jsonl")):
-        records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        records = jsonl_rows(path)
         lang = records[0]["lang"]
         top = own = other = 0
         for record in records:

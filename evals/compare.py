@@ -17,6 +17,7 @@ from typing import Any
 
 from assistant.evals.report import BOOTSTRAP
 from assistant.evals.scoring import paired_bootstrap
+from assistant.jsonl import rows as read_rows
 
 # What a row's answer and its cost are; timings and notes are left out (they differ from run to run).
 FIELDS = ("prediction", "answer", "em", "f1", "prompt_tokens", "completion_tokens", "steps", "queries")
@@ -24,7 +25,7 @@ FIELDS = ("prediction", "answer", "em", "f1", "prompt_tokens", "completion_token
 
 def load(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
     """The rows of a results.jsonl by (id, mode)."""
-    rows = (json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    rows = read_rows(path)
     return {(r["id"], r["mode"]): r for r in rows}
 
 

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from assistant.confidence import Look, settle
+from assistant.jsonl import lines as jsonl_lines
 
 BOOTSTRAP = {"samples": 2000, "seed": 0}
 TABLE_THRESHOLDS = tuple(round(0.1 * i, 1) for i in range(11))
@@ -307,7 +308,7 @@ def plot(rows: Sequence[dict[str, Any]], threshold: float, path: Path, title: st
 def read_run(folder: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Every row of an eval run, and its run.json."""
     config = json.loads((folder / "run.json").read_text(encoding="utf-8"))
-    lines = (folder / "results.jsonl").read_text(encoding="utf-8").splitlines()
+    lines = jsonl_lines((folder / "results.jsonl").read_text(encoding="utf-8"))
     return [json.loads(line) for line in lines if line.strip()], config
 
 

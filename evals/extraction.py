@@ -30,6 +30,7 @@ from typing import Any
 
 from assistant.errors import AssistantError, BadInput
 from assistant.extract import ExtractionError, Target, check_schema, find_problem, parse_fields, run_extraction
+from assistant.jsonl import lines as jsonl_lines
 from assistant.models.base import ModelBackend
 
 DATA = Path(__file__).parent / "data" / "extraction.jsonl"
@@ -120,7 +121,7 @@ def load_cases(path: Path | None = None) -> ExtractionTask:
     """Read a cases file (default: the bundled set); each bad line is skipped and named in `problems`."""
     path = path or DATA
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = jsonl_lines(path.read_text(encoding="utf-8"))
     except OSError as e:
         raise BadInput(f"cannot read {path}: {e.strerror or e}") from None
     cases, problems = [], []

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import copy
 import functools
-import json
 import re
 import statistics
 import string
@@ -37,6 +36,7 @@ from typing import Any, Literal
 
 from assistant.analysis import identifier
 from assistant.evals.retrieval import gold_rank, records_of
+from assistant.jsonl import rows as read_rows
 from assistant.languages import LANGUAGES
 
 _MLQA_ARTICLES = {
@@ -145,7 +145,7 @@ def _english_or(lang: str) -> Any:
 
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return read_rows(path)
 
 
 def gold_in_context(row: dict[str, Any], gold_passage: str | None, doc_of: dict[str, str] | None = None) -> bool | None:

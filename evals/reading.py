@@ -45,6 +45,7 @@ from assistant.baseline import first_line, plain_messages
 from assistant.evals.datasets import QAExample, load_dataset
 from assistant.evals.scoring import answer_in_context, paired_bootstrap, score
 from assistant.events import Source
+from assistant.jsonl import rows as jsonl_rows
 from assistant.models.base import GenerationOptions, Message, ModelBackend
 from assistant.prompting import ENGLISH, attribute, parse_answer, search_messages
 from assistant.runner import Assistant
@@ -178,7 +179,7 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     """The rows written so far (none if the file does not exist)."""
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return jsonl_rows(path)
 
 
 def report(rows: list[dict[str, Any]], reference: str = "plain") -> str:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from assistant.evals.scoring import paired_bootstrap
+from assistant.jsonl import rows as read_rows
 
 METRICS = ("em", "f1", "match")
 # (better?, baseline): plain is the reference retrieve-then-answer script (assistant/baseline.py)
@@ -271,6 +272,6 @@ if __name__ == "__main__":  # pragma: no cover
         sys.exit(f"error: {e}")
     if config is None:
         sys.exit(f"error: {folder / 'run.json'} not found — pass the --out folder of an `assistant eval` run")
-    rows = [json.loads(line) for line in (folder / "results.jsonl").read_text(encoding="utf-8").splitlines() if line]
+    rows = read_rows(folder / "results.jsonl")
     modes = [m for m in ("closed", "plain", "rag", "search") if any(r["mode"] == m for r in rows)]
     print(markdown(write_report(folder, rows, modes, config)), end="")

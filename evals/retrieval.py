@@ -26,7 +26,6 @@ for a language that PyStemmer could stem but the index does not (the evidence fo
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sqlite3
 import statistics
@@ -38,6 +37,7 @@ from pathlib import Path
 from assistant import analysis
 from assistant.evals.datasets import load_dataset
 from assistant.evals.scoring import answer_in_context, is_yes_no, normalize_answer
+from assistant.jsonl import rows as read_rows
 from assistant.languages import LANGUAGES, stemmer_of
 from assistant.passages import same_text
 from assistant.search.base import Retriever
@@ -248,7 +248,7 @@ def _searches(db: Path, lang: str, depth: int, pool: int) -> dict[str, Callable[
 
 def measure_gold(questions: Path, db: Path, limit: int | None = None, depth: int = 5, pool: int = POOL) -> list[str]:
     """Markdown rows, one per retriever, of where the gold passage of `questions` ranks in the index `db`."""
-    records = [json.loads(line) for line in questions.read_text(encoding="utf-8").splitlines() if line.strip()]
+    records = read_rows(questions)
     records = [r for r in records if r.get("gold_passage_id")][:limit]
     if not records:
         raise SystemExit(f"{questions}: no question names its gold_passage_id")

@@ -30,6 +30,7 @@ from typing import Any
 from assistant.evals.context import Prefix, token_counter
 from assistant.evals.scoring import answer_in_context, is_yes_no
 from assistant.events import Source
+from assistant.jsonl import rows as read_rows
 from assistant.models.presets import PRESETS, local_path
 from assistant.prompting import render_sources, shown_text
 from assistant.search.embed import load_embedder
@@ -80,7 +81,7 @@ def looks(
 def measure(run: Path, db: Path, threshold: float, mode: str = "rag") -> str:
     """The report: for each way, answer in context of the second look, found anew, and its source tokens."""
     settings = json.loads((run / "run.json").read_text(encoding="utf-8"))
-    rows = [json.loads(line) for line in (run / "results.jsonl").read_text(encoding="utf-8").splitlines() if line]
+    rows = read_rows(run / "results.jsonl")
     rows = [r for r in rows if r["mode"] == mode and r.get("looks") and not r.get("error")]
     below = [r for r in rows if r["looks"][0]["confidence"] < threshold and not is_yes_no(r["gold"])]
     gguf = local_path(PRESETS[settings["model"]]) if settings["model"] in PRESETS else None

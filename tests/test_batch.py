@@ -194,6 +194,19 @@ def test_a_half_written_last_line_is_cut_off_and_reported(tmp_path: Path):
     assert [r["id"] for r in rows(out)] == ["a", "b", "c"]
 
 
+def test_a_row_holding_a_unicode_line_separator_is_one_row_when_resumed(tmp_path: Path):
+    # page text holds U+2028, U+2029 and U+0085 ("…" read as Latin-1), written as they are; str.splitlines() broke
+    # such a row in two, and every resume asked its question again and kept both rows
+    out = tmp_path / "a.jsonl"
+    with ResultLog(out, key=lambda r: r["id"]) as log:
+        log.append({"id": "a", "answer": "Bogot\u2028á\u2029 \x85 [1]"})
+    with ResultLog(out, key=lambda r: r["id"]) as log:
+        assert log.done == {"a"} and not log.warnings, log.warnings
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(json.dumps({"id": "q1", "question": "Capital of\u2028Colombia?"}, ensure_ascii=False) + "\n")
+    assert [q.id for q in read_questions(questions)] == ["q1"]
+
+
 def test_a_complete_last_line_without_newline_is_kept_and_a_corrupt_one_reported(tmp_path: Path):
     out = tmp_path / "a.jsonl"
     out.write_text('{"id": "a"}\ngarbage\n{"id": "b"}', encoding="utf-8")
