@@ -264,3 +264,12 @@ def test_the_answer_names_the_source_it_could_not_reach(searx: str, index: Path,
     assert Handler.seen["down"] == 2, "search_attempts bounds the requests"
     (note,) = [n for n in final.notes if n.startswith("could not reach: ")]
     assert "searxng: SearXNG at" in note and "HTTP 503" in note and "(2 attempts in" in note, final.notes
+
+
+def test_half_an_emoji_from_an_engine_becomes_a_replacement_character_not_a_crash():
+    from assistant.search.base import web_results
+
+    rows = json.loads('[{"url": "https://e.org/a", "title": "Cut \\ud83d", "content": "a \\ud83d\\ude00 b \\udc00"}]')
+    (hit,) = web_results(rows, "searxng", "content", 5)
+    assert hit.title == "Cut \ufffd" and hit.snippet == "a \U0001f600 b \ufffd"
+    json.dumps(hit.title, ensure_ascii=False).encode("utf-8")  # a result file can hold it

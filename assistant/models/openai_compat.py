@@ -45,6 +45,7 @@ from typing import Any
 import httpx
 
 from assistant.errors import AssistantError
+from assistant.jsonl import SURROGATE_ESCAPE, valid_text
 from assistant.models.base import Completion, GenerationOptions, Message, TokenLogprob, ToolCall, Usage
 from assistant.models.special import neutralise
 from assistant.models.toolcalls import parse_tool_calls, prepare, stream_with_tools, tool_names
@@ -339,6 +340,7 @@ class OpenAIBackend:
                 return
             try:
                 chunk = json.loads(data)
+                chunk = valid_text(chunk) if SURROGATE_ESCAPE.search(data) else chunk
             except json.JSONDecodeError:
                 chunk = None
             if not isinstance(chunk, dict):

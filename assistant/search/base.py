@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from assistant.errors import SearchError
+from assistant.jsonl import valid_text
 
 # How the local index ranks: BM25 and embeddings fused, or one of them alone (assistant/search/local.py).
 Retriever = Literal["hybrid", "bm25", "dense"]
@@ -80,6 +81,7 @@ def web_results(
     for row in rows:
         if not isinstance(row, dict):
             continue
+        row = valid_text(row)
         url = str(row.get(url_key) or "").strip()
         if not url or url in seen:
             continue
