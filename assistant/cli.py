@@ -34,6 +34,7 @@ from assistant.cli_app import Output, app, err, fails_cleanly, with_output, with
 from assistant.errors import BadInput, Exit
 from assistant.events import Answer
 from assistant.listing import print_json, show_table
+from assistant.render import printable
 from assistant.settings import Settings
 
 models_app = typer.Typer(help="List, and pull, the model presets.", invoke_without_command=True)
@@ -86,7 +87,7 @@ def ask(
     if as_json:
         typer.echo(json.dumps(final.to_dict(), ensure_ascii=False))
     elif output.quiet and not events:
-        typer.echo(final.answer)
+        typer.echo(printable(final.answer))
     code = ask_exit(final)
     if code:
         raise typer.Exit(code)
@@ -383,7 +384,7 @@ def index_search(
         print_json([{"id": r.id, "title": r.title, "url": r.url, "snippet": r.snippet, "text": r.text} for r in hits])
         return
     for r in hits:
-        typer.echo(f"{r.id}\t{r.title}\t{r.snippet[:100]}")
+        typer.echo(printable(f"{r.id}\t{r.title}\t{r.snippet[:100]}"))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,11 +3,27 @@ marked as such), then sources."""
 
 from __future__ import annotations
 
+import re
+
 from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
 from assistant.events import Answer, Event, StepStarted, Token, ToolCalled, ToolReturned
+
+# C0 and C1 control characters but tab and newline: page text (a title, a snippet, an answer copied from one) must
+# not move the cursor, retitle the window or recolour the terminal with escape sequences.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """`text` without control characters (tab and newline stay)."""
+    return _CONTROL.sub("", text)
+
+
+def safe(text: str) -> str:
+    """`text` as the console prints it: printable, and its brackets not read as Rich markup."""
+    return escape(printable(text))
 
 
 class EventPrinter:
@@ -23,7 +39,7 @@ class EventPrinter:
         """Render one event."""
         c = self.console
         if isinstance(event, Token):
-            c.print(Text(event.text), end="", soft_wrap=True)
+            c.print(Text(printable(event.text)), end="", soft_wrap=True)
             self.streaming = True
             self.streamed.append(event.text)
             return
@@ -35,16 +51,16 @@ class EventPrinter:
         if isinstance(event, ToolCalled):
             self.streamed.clear()
             args = ", ".join(f"{k}={v!r}" for k, v in event.arguments.items())
-            c.print(f"[dim]→ {event.name}({escape(args)})[/dim]")
+            c.print(f"[dim]→ {event.name}({safe(args)})[/dim]")
         elif isinstance(event, ToolReturned):
             if event.error:
-                c.print(f"[yellow]  ! {escape(event.error)}[/yellow]")
+                c.print(f"[yellow]  ! {safe(event.error)}[/yellow]")
             else:
                 titles = "; ".join(dict.fromkeys(s.title for s in event.sources))
-                c.print(f"[dim]  {escape(event.summary)} ({event.seconds:.1f}s): {escape(titles)[:160]}[/dim]")
+                c.print(f"[dim]  {safe(event.summary)} ({event.seconds:.1f}s): {safe(titles)[:160]}[/dim]")
         elif isinstance(event, Answer):
             if " ".join(event.answer.split()) != " ".join("".join(self.streamed).split()):
-                c.print(f"[bold]→[/bold] {escape(event.answer)}")  # citations were checked: show the result
+                c.print(f"[bold]→[/bold] {safe(event.answer)}")  # citations were checked: show the result
             self.sources(event)
 
     def sources(self, answer: Answer) -> None:
@@ -61,11 +77,11 @@ class EventPrinter:
             c.print("\n[bold]Sources[/bold]")
             for s in answer.sources:
                 where = s.url or s.id
-                c.print(f"  [{s.n}] {escape(s.title)} — {escape(where)}", highlight=False)
+                c.print(f"  [{s.n}] {safe(s.title)} — {safe(where)}", highlight=False)
                 if s.snippet:
-                    c.print(f"      [dim]{escape(' '.join(s.snippet.split())[:160])}[/dim]", highlight=False)
+                    c.print(f"      [dim]{safe(' '.join(s.snippet.split())[:160])}[/dim]", highlight=False)
         for note in answer.notes:
-            c.print(f"[yellow]note: {escape(note)}[/yellow]")
+            c.print(f"[yellow]note: {safe(note)}[/yellow]")
         t = answer.timings
         c.print(
             f"[dim]{answer.model} · {answer.usage['prompt_tokens']}+{answer.usage['completion_tokens']} tokens · "
