@@ -122,12 +122,18 @@ def read_questions(source: str | Path, fmt: str = "auto") -> list[Question]:
     if fmt not in FORMATS:
         raise BadInput(f"unknown input format {fmt!r} — one of: {', '.join(FORMATS)}")
     if str(source) == "-":
-        name, text = "stdin", sys.stdin.read()
+        try:
+            name, text = "stdin", sys.stdin.read()
+        except UnicodeDecodeError as e:
+            raise BadInput(f"stdin is not UTF-8 text (byte {e.start + 1}) — pass the questions as UTF-8") from None
     else:
         path = Path(source).expanduser()
         if not path.is_file():
             raise BadInput(f"questions file not found: {path} — pass a .jsonl, .csv or .txt file, or - for stdin")
-        name, text = str(path), path.read_text(encoding="utf-8-sig", errors="replace")
+        try:
+            name, text = str(path), path.read_text(encoding="utf-8-sig", errors="replace")
+        except OSError as e:
+            raise BadInput(f"cannot read {path}: {e.strerror or e}") from None
     fmt = _detect(name, text) if fmt == "auto" else fmt
     questions = {"jsonl": _from_jsonl, "csv": _from_csv, "text": _from_text}[fmt](text)
     first: dict[str, int] = {}

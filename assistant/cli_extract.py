@@ -42,8 +42,8 @@ def _text(text: str | None, file: Path | None) -> str:
     if file is not None:
         try:
             return file.read_text(encoding="utf-8")
-        except OSError as e:
-            raise BadInput(f"cannot read {file}: {e.strerror or e}") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise BadInput(f"cannot read {file}: {_why(e)}") from None
     if text == "-":
         return sys.stdin.read()
     if text is None:
@@ -135,8 +135,14 @@ def _jsonl_lines(path: Path, text: str | None, file: Path | None) -> list[str]:
         raise BadInput("--jsonl reads its texts from the file: pass no TEXT and no --file")
     try:
         return lines(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise BadInput(f"cannot read {path}: {e.strerror or e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise BadInput(f"cannot read {path}: {_why(e)}") from None
+
+
+def _why(e: OSError | UnicodeDecodeError) -> str:
+    if isinstance(e, UnicodeDecodeError):
+        return f"not UTF-8 text (byte {e.start + 1})"
+    return str(e.strerror or e)
 
 
 @app.command("extract-eval")

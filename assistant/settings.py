@@ -68,6 +68,8 @@ def read_config(path: Path) -> dict[str, Any]:
             return tomllib.load(f)
     except FileNotFoundError:
         return {}
+    except UnicodeDecodeError as e:
+        raise BadInput(f"{path} is not UTF-8 text (byte {e.start + 1}) — save it as UTF-8") from None
     except tomllib.TOMLDecodeError as e:  # its message ends "(at line N, column M)"
         raise BadInput(f"{path} is not valid TOML: {e} — fix that line, or move the file away") from None
     except OSError as e:

@@ -85,7 +85,7 @@ def load_jsonl(path: Path) -> QATask:
     examples: list[QAExample] = []
     problems: list[str] = []
     seen: set[str] = set()
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8", errors="replace") as f:  # a bad byte is read as U+FFFD, not a crash
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -112,7 +112,7 @@ def load_jsonl(path: Path) -> QATask:
 
 def _first_line_is_triviaqa(path: Path) -> bool:
     """TriviaQA's format is one JSON document with a "Data" list, pretty-printed or on one line."""
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8", errors="replace") as f:
         first = next((line for line in f if line.strip()), "")
     try:
         record = json.loads(first)

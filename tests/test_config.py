@@ -44,6 +44,14 @@ def test_a_malformed_config_file_is_one_line_naming_the_file_and_line(isolated: 
     assert "Traceback" not in result.output
 
 
+def test_a_config_file_that_is_not_utf8_is_one_line_naming_it(isolated: Path):
+    path = write_config(isolated, "")
+    path.write_bytes(b'model = "qwen"\nsearch = "loc\xffal"\n')
+    result = runner.invoke(app, ["config"])
+    assert result.exit_code == 2 and not isinstance(result.exception, Exception), result.output
+    assert "is not UTF-8 text (byte" in flat(result.output) and "Traceback" not in result.output
+
+
 def test_config_reports_a_bad_value_as_one_line(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("ASSISTANT_MAX_STEPS", "99")
     result = runner.invoke(app, ["config"])

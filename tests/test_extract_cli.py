@@ -91,6 +91,14 @@ def test_an_invalid_schema_file_exits_2(model, tmp_path: Path):
     assert result.exit_code == 2 and "invalid JSON Schema at required" in result.output, result.output
 
 
+def test_a_file_that_is_not_utf8_is_a_clear_error(tmp_path: Path):
+    bad = tmp_path / "in.txt"
+    bad.write_bytes(b"Founded in 19\xff63.")
+    for args in (["--file", str(bad)], ["--jsonl", str(bad)]):
+        result = runner.invoke(app, ["extract", "--fields", "founded:int", *args])
+        assert result.exit_code == 2 and "not UTF-8 text (byte 14)" in " ".join(result.output.split()), result.output
+
+
 def test_jsonl_writes_one_row_per_line_errors_included(model, tmp_path: Path):
     lines = tmp_path / "in.jsonl"
     lines.write_text(
