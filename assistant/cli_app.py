@@ -136,9 +136,12 @@ def settings_from(**given: Any) -> Settings:
     """Settings with the given flags (None: not given) on top of env, config file and defaults; a warning for each
     unknown key of the config file or ASSISTANT_* variable."""
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
     try:
         settings = load_settings(**given)
+    except SettingsError as e:  # a value no source could parse (ASSISTANT_ROUTES that is not JSON, say)
+        raise BadInput(f"bad setting: {e} — fix the ASSISTANT_* variable or {config_file()}") from None
     except ValidationError as e:
         first = e.errors()[0]
         key = ".".join(map(str, first["loc"]))

@@ -74,6 +74,14 @@ def test_a_misspelled_config_key_is_named_with_the_nearest_valid_one(isolated: P
     assert 'search = "local"' in result.stdout
 
 
+def test_an_environment_value_no_source_can_parse_is_one_line(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("ASSISTANT_ROUTES", "not json")
+    result = runner.invoke(app, ["config"])
+    assert result.exit_code == 2 and not isinstance(result.exception, Exception), result.output
+    assert 'field "routes"' in flat(result.output) and "ASSISTANT_* variable" in flat(result.output)
+    assert "Traceback" not in result.output
+
+
 def test_a_misspelled_environment_variable_is_named_with_the_nearest_valid_one(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("ASSISTANT_SERACH", "local")
     result = runner.invoke(app, ["config"])
