@@ -507,3 +507,10 @@ def test_assistant_serve_answers_with_the_bundled_model(index: Path, tmp_path: P
     extra = next((c.model_extra or {})["search_assistant"] for c in chunks if c.choices and c.choices[0].finish_reason)
     assert extra["model"] == "smollm2-135m" and extra["steps"][0]["tool"] == "web_search"
     assert text.strip() and ("**Sources**" in text) == bool(extra["sources"])
+
+
+def test_an_unexpected_failure_tells_the_client_its_kind_and_keeps_its_message_in_the_log() -> None:
+    from assistant.serve.app import _api_error
+
+    error = _api_error(FileNotFoundError(2, "No such file", "/home/someone/private/model.gguf"))
+    assert error.status == 500 and "FileNotFoundError" in str(error) and "/home/someone" not in str(error)

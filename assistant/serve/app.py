@@ -128,13 +128,14 @@ def _ask(assistant: Assistant, talk: Conversation, search: bool, body: ChatReque
 
 
 def _api_error(e: BaseException) -> ApiError:
-    """What a failure while answering becomes: bad input 400, anything else 500, its message one line."""
+    """What a failure while answering becomes: bad input 400, anything else 500, its message one line; an
+    unexpected exception's message stays in the server's log (it may name files and paths of the machine)."""
     if isinstance(e, BadInput):
         return ApiError(400, str(e))
     if isinstance(e, AssistantError):
         return ApiError(500, str(e), "server_error")
     log.error("answering failed", exc_info=e)
-    return ApiError(500, f"internal error: {type(e).__name__}: {e}", "server_error")
+    return ApiError(500, f"internal error ({type(e).__name__}) — see the server's log", "server_error")
 
 
 async def _final(start: Callable[[], Answering]) -> Answer:
