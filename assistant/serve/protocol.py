@@ -19,6 +19,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -164,7 +165,9 @@ def sources_markdown(sources: list[Source]) -> str:
     for s in sources:
         title = markdown_text(s.title or s.id)
         if s.url.startswith(("http://", "https://")):
-            url = s.url.replace(" ", "%20").replace("(", "%28").replace(")", "%29")
+            # every character that could end the link or start new Markdown (white space, controls, brackets,
+            # "!" of an image a chat window loads by itself) is percent-encoded; "%" stays, for escapes it holds
+            url = quote(s.url, safe=":/?#@$&'*+,;=%~-._")
             lines.append(f"- [{s.n}] [{title}]({url})")
         else:
             lines.append(f"- [{s.n}] {title} ({markdown_text(s.id)})")
