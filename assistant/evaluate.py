@@ -206,7 +206,7 @@ def run_config(assistant: Assistant, dataset: Path) -> dict[str, Any]:
         **s.model_dump(mode="json", include=set(ANSWER_SETTINGS)),
         "confidence_threshold": assistant.judging().threshold,  # the one in force: set, or the preset's
         "second_look": assistant.judging().second_look,
-        "index": str(s.index_path()) if "local" in chain else None,
+        "index": str(s.index_path().resolve()) if "local" in chain else None,  # as the dataset: resumable from anywhere
         "searxng_url": s.searxng_url if "searxng" in chain else None,
         "code": code_version(),
     }

@@ -22,7 +22,7 @@ from assistant.batch import PerThread
 from assistant.cli import app
 from assistant.errors import AssistantError
 from assistant.evals.datasets import load_dataset
-from assistant.evaluate import EvalRun
+from assistant.evaluate import EvalRun, run_config
 from assistant.runner import Assistant
 from assistant.settings import load_settings
 from tests.test_batch import Server, running_server
@@ -350,3 +350,11 @@ def test_compare_gives_the_paired_change_of_each_mode_over_the_questions_both_ru
     table = paired_change(before, after).splitlines()
     assert table[2] == "| rag | 3 | 33.3 | 100.0 | +66.7 [+0.0, +100.0] | +66.7 [+0.0, +100.0] |", table
     assert len(table) == 3, "a mode of one run alone is not compared"
+
+
+def test_run_json_names_the_index_by_its_full_path(fake_model, index: Path, tmp_path: Path, monkeypatch):
+    # a relative --index resumes from another folder only when the run names the file itself
+    monkeypatch.chdir(index.parent)
+    settings = load_settings(search="local", index=Path(index.name), cache_ttl=0)
+    config = run_config(Assistant.from_settings(settings, model=fake_model), tmp_path / "q.jsonl")
+    assert config["index"] == str(index.resolve())
