@@ -43,26 +43,33 @@ class TriviaQA(QATask):
             raise BadInput(f"{name}: not TriviaQA's format (no 'Data' list) — or pass a .jsonl of questions")
         records = data["Data"]
         if data.get("VerifiedEval"):
-            records = [r for r in records if r.get("QuestionPartOfVerifiedEval")]
+            records = [r for r in records if isinstance(r, dict) and r.get("QuestionPartOfVerifiedEval")]
         examples: list[QAExample] = []
         problems: list[str] = []
+        seen: set[str] = set()  # a repeated id would give two rows one key: the first is kept, as load_jsonl does
         for i, record in enumerate(records):
             where = f"record {i} ({record.get('QuestionId', 'no id')})" if isinstance(record, dict) else f"record {i}"
             if not isinstance(record, dict) or not str(record.get("Question") or "").strip():
                 problems.append(f"{where}: no 'Question'")
                 continue
-            truths = ground_truths(record.get("Answer") or {})
+            answer = record.get("Answer")
+            truths = ground_truths(answer) if isinstance(answer, dict) else []
             if not truths:
-                problems.append(f"{where}: no 'Answer' (the test split is unlabelled; use a dev or train file)")
+                problems.append(f"{where}: no 'Answer' object (the test split is unlabelled; use a dev or train file)")
                 continue
-            examples.append(QAExample(str(record.get("QuestionId") or f"record-{i}"), record["Question"], truths))
+            qid = str(record.get("QuestionId") or f"record-{i}")
+            if qid in seen:
+                problems.append(f"{where}: duplicate id {qid!r}")
+                continue
+            seen.add(qid)
+            examples.append(QAExample(qid, record["Question"], truths))
         return cls(name, examples, problems)
 
 
 def load_triviaqa(path: Path) -> TriviaQA:
     """Read a TriviaQA JSON file (e.g. qa/wikipedia-dev.json or samples/triviaqa_sample.json)."""
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8", errors="replace") as f:
             data = json.load(f)
     except json.JSONDecodeError as e:
         raise BadInput(f"{path}: not valid JSON at line {e.lineno} ({e.msg}) — is the file complete?") from None

@@ -136,3 +136,13 @@ def test_paired_bootstrap_is_centred_deterministic_and_paired():
 def test_yes_no_answers_are_told_apart_from_answers_that_start_with_yes():
     assert is_yes_no(["yes"]) and is_yes_no(["No."]) and is_yes_no(["no", "No"])
     assert not is_yes_no(["Yes Minister"]) and not is_yes_no(["yes", "Norway"]) and not is_yes_no([])
+
+
+def test_a_malformed_answer_or_a_repeated_id_is_listed_not_a_crash():
+    good = {"QuestionId": "t1", "Question": "Who?", "Answer": {"Value": "Rembrandt", "Aliases": ["Rembrandt"]}}
+    bad = {"QuestionId": "t2", "Question": "What?", "Answer": "just a string"}
+    task = TriviaQA.from_json({"Data": [good, bad, good, "not a record"], "VerifiedEval": True})
+    assert [e.id for e in task] == []  # VerifiedEval: none is marked part of it, and the string is no record
+    task = TriviaQA.from_json({"Data": [good, bad, good, "not a record"]})
+    assert [e.id for e in task] == ["t1"]
+    assert "t2" in task.problems[0] and "duplicate id 't1'" in task.problems[1] and "no 'Question'" in task.problems[2]
