@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.errors import AssistantError, SearchError
+from assistant.errors import AssistantError, BadInput, SearchError
 from assistant.search.local import LocalIndex, build_index, fts_query, query_terms
 
 DATA = Path(__file__).parent / "data"
@@ -269,3 +269,11 @@ def test_passage_sized_records_are_stored_unchanged(index):
     for line in (DATA / "passages.jsonl").read_text(encoding="utf-8").splitlines():
         rec = json.loads(line)
         assert index.get(rec["id"]).text == unicodedata.normalize("NFC", rec["text"])
+
+
+def test_an_index_is_never_built_over_its_own_passages_file(tmp_path):
+    src = tmp_path / "p.jsonl"
+    src.write_text(json.dumps({"id": "a", "title": "t", "text": "some text"}) + "\n")
+    with pytest.raises(BadInput, match="would replace its own passages file"):
+        build_index([src], tmp_path / "." / "p.jsonl")
+    assert src.read_text().startswith('{"id": "a"'), "the passages are untouched"

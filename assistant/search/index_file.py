@@ -192,6 +192,8 @@ def build_index(paths: list[Path], out: Path) -> BuildReport:
     """Index JSONL passages into a new SQLite file at `out`, replacing any old one; bad lines are reported."""
     _check_files(paths)
     out = Path(out)
+    if any(out.resolve() == p.resolve() for p in paths):
+        raise BadInput(f"the index would replace its own passages file {out} — pass another --out")
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent)
     os.close(fd)
