@@ -213,18 +213,23 @@ def test_an_answer_without_any_source_says_it_comes_from_memory(fake_model):
     assert a.sources == [] and any("memory alone" in n for n in a.notes)
 
 
-def test_the_terminal_shows_the_checked_answer_when_it_differs_from_the_stream(fake_model):
+def printed(fake_model, search: ListSearch, width: int = 100) -> str:
+    """What the terminal shows for one question answered in a single step."""
     from rich.console import Console
 
     from assistant.render import EventPrinter
 
-    search = ListSearch(table={"Who painted The Night Watch?": [NIGHT_WATCH]})
-    fake_model.enqueue("Answer: Rembrandt [1][9]")
-    console = Console(record=True, width=100, color_system=None)
+    console = Console(record=True, width=width, color_system=None)
     printer = EventPrinter(console)
     for event in run(fake_model, search, multi=False):
         printer(event)
-    text = console.export_text()
+    return console.export_text()
+
+
+def test_the_terminal_shows_the_checked_answer_when_it_differs_from_the_stream(fake_model):
+    search = ListSearch(table={"Who painted The Night Watch?": [NIGHT_WATCH]})
+    fake_model.enqueue("Answer: Rembrandt [1][9]")
+    text = printed(fake_model, search)
     assert "Answer: Rembrandt [1][9]" in text, "the model's words stream as they come"
     assert "→ Rembrandt [1]\n" in text and "[1] The Night Watch — nw" in text
     assert "removed citation [9]" in text
@@ -332,17 +337,9 @@ def test_a_note_to_the_model_is_one_line_of_bounded_length():
 
 def test_the_terminal_prints_no_control_character_a_page_holds(fake_model):
     # escape sequences in a title or snippet could retitle the window, move the cursor or recolour the screen
-    from rich.console import Console
-
-    from assistant.render import EventPrinter
-
     hostile = SearchResult("nw", "The Night\x1b]0;pwned\x07 Watch", "", "", "The Night Watch \x1b[2J is by Rembrandt.")
     search = ListSearch(table={"Who painted The Night Watch?": [hostile]})
     fake_model.enqueue("Answer: Rembrandt\x1b[31m [1]")
-    console = Console(record=True, width=200, color_system=None)
-    printer = EventPrinter(console)
-    for event in run(fake_model, search, multi=False):
-        printer(event)
-    text = console.export_text()
+    text = printed(fake_model, search, width=200)
     assert "\x1b" not in text and "\x07" not in text, repr(text)
     assert "The Night]0;pwned Watch" in text, "the rest of the title is shown"

@@ -274,8 +274,8 @@ def test_phi3_template_tokens_are_special_and_the_same_strings_in_content_are_no
 
     fake = Phi3Tokenizer()
     monkeypatch.setattr(smol_phi3, "llm", fake)
-    monkeypatch.setattr(smol_phi3, "_marked", lambda token: token < 0)  # the fake's special ids, not SmolLM2's
-    monkeypatch.setattr(smol_phi3, "_text_of", lambda token: phi3[-1 - token])
+    # the stand-in's special ids, not SmolLM2's vocabulary
+    monkeypatch.setattr(smol_phi3, "_added", lambda token: phi3[-1 - token] if token < 0 else None)
     formatter = Jinja2ChatFormatter(template=PHI3_TEMPLATE, eos_token="<|endoftext|>", bos_token="<s>")
     monkeypatch.setattr(smol_phi3, "formatter", formatter)
     done = generate(smol_phi3, [Message("system", "Be brief."), Message("user", INJECTION)])

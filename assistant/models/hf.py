@@ -149,6 +149,8 @@ class TransformersBackend:
             raise _load_error(source, exc) from exc
         if not getattr(self.tokenizer, "chat_template", None):
             raise BadInput(f"{self.name} has no chat template in its tokenizer — use an instruct/chat model")
+        # the vocabulary's added tokens (id → text), which content must not produce (`_encode`); read once
+        self._added = {i: t.content for i, t in self.tokenizer.added_tokens_decoder.items()}
         try:
             self.model = transformers.AutoModelForCausalLM.from_pretrained(source, **kwargs)
         except OSError as exc:
@@ -204,8 +206,7 @@ class TransformersBackend:
 
         if not content:
             return encode(text)
-        added = self.tokenizer.added_tokens_decoder
-        return content_ids(encode, lambda i: added[i].content if i in added else None, text)
+        return content_ids(encode, self._added.get, text)
 
     def _pieces(self, messages: list[Message], options: GenerationOptions | None) -> list[Piece]:
         plain, schema = prepare(messages, options or GenerationOptions())

@@ -124,10 +124,7 @@ class LlamaCppBackend:
             stop_token_ids=[self.eos_token_id],
         )
         self.stop = [eos_text]  # the stop strings Jinja2ChatFormatter gives for every prompt
-        vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
-        marks = llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED | llama_cpp.LLAMA_TOKEN_ATTR_CONTROL
-        self._marked = lambda token: bool(llama_cpp.llama_vocab_get_attr(vocab, token) & marks)
-        self._text_of = lambda token: llama_cpp.llama_vocab_get_text(vocab, token).decode("utf-8", "replace")
+        self._added_kinds = llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED | llama_cpp.LLAMA_TOKEN_ATTR_CONTROL
 
     def _token_text(self, token: int) -> str:
         return self.llm._model.token_get_text(token) if token >= 0 else ""
@@ -154,7 +151,7 @@ class LlamaCppBackend:
 
     def _added(self, token: int) -> str | None:
         """The text of a user-defined or control token, else None."""
-        return self._text_of(token) if self._marked(token) else None
+        return self._token_text(token) if self.llm._model.token_get_attr(token) & self._added_kinds else None
 
     def _pieces(self, messages: list[Message]) -> list[Piece]:
         def render(contents: list[str]) -> str:
