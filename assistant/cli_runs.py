@@ -131,6 +131,8 @@ def batch(
     from assistant.runner import Assistant
 
     s = settings
+    if questions != "-" and out.resolve() == Path(questions).resolve():
+        raise BadInput(f"the answers would be written into the questions file {out} — pass another -o/--out")
     items = read_questions(questions, fmt)
     workers, note = workers_for(s, concurrency)
     if note and not output.quiet:

@@ -373,3 +373,14 @@ def test_a_resumed_batch_refuses_rows_whose_question_changed(server: Server, tmp
     write_lines(src, ["Who painted The Night Watch?", "Where is the Humber?", "Where is the Thames?"])  # appended
     result = runner.invoke(app, batch_args(server, src, out))
     assert result.exit_code == 0 and "1 rows written" in result.output, result.output
+
+
+def test_answers_are_never_written_into_the_questions_file(server: Server, tmp_path: Path):
+    """The log would cut the questions file's unterminated last line as a half-written row, then append answers."""
+    src = tmp_path / "q.txt"
+    src.write_text("Who painted The Night Watch?\nWhere is the Humber?", encoding="utf-8")
+    result = runner.invoke(app, batch_args(server, src, tmp_path / "." / "q.txt"))
+    message = " ".join(result.output.split())
+    assert result.exit_code == 2 and "into the questions file" in message, message
+    assert src.read_text(encoding="utf-8") == "Who painted The Night Watch?\nWhere is the Humber?"
+    assert not server.questions
