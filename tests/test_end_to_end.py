@@ -85,6 +85,8 @@ def test_closed_book_streams_without_searching(index: Path):
         (["ask", "q", "--backend", "openai", "--search", "none"], "--base-url"),
         (["models", "pull", "nope"], "unknown preset"),
         (["index", "search", "x", "--index", "/nonexistent/x.db"], "index not found"),
+        (["index", "search", "x", "--index", __file__], "not a search index"),
+        (["ask", "q", "--search", "local", "--index", __file__], "not a search index"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_exit_2(args: list[str], message: str):

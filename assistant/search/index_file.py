@@ -314,13 +314,18 @@ def _open_current(index: Path) -> sqlite3.Connection:
     return con
 
 
+class IndexUnusable(BadInput, SearchError):
+    """The index file is missing or is not a search index: bad input (exit 2), and a failure a search chain falls
+    back from."""
+
+
 def schema_version(con: sqlite3.Connection, path: Path) -> int:
-    """The index layout `con` holds (`PRAGMA user_version`); SearchError if it is not a search index at all."""
+    """The index layout `con` holds (`PRAGMA user_version`); IndexUnusable if it is not a search index at all."""
     try:
         con.execute("SELECT 1 FROM docs_fts LIMIT 1").fetchall()
         return int(con.execute("PRAGMA user_version").fetchone()[0])
     except sqlite3.DatabaseError as e:
-        raise SearchError(
+        raise IndexUnusable(
             f"not a search index: {path} ({e}) — rebuild it with `assistant index build FILE.jsonl --out {path}`"
         ) from None
 

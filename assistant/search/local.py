@@ -33,6 +33,7 @@ from assistant.search.embed import Embedder, load_embedder
 from assistant.search.index_file import (
     SCHEMA_VERSION,
     BuildReport,
+    IndexUnusable,
     build_index,
     embed_index,
     index_embedder,
@@ -64,10 +65,6 @@ _STOP = """a about an and are as at be been but by can could did do does for fro
     how i in into is it its me my near not of on or our she so than that the their them then there these they
     this those to was we were what when where which who whom whose why will with would you your s t"""
 STOP_WORDS = frozenset(_STOP.split())
-
-
-class IndexMissing(BadInput, SearchError):
-    """The index file is not there: bad input for `index search` (exit 2), a failure a search chain falls back from."""
 
 
 POOL = 40  # candidates each side hands to the fusion: deeper than what is shown, as issue 13 asks
@@ -134,7 +131,7 @@ class LocalIndex:
     def _db(self) -> sqlite3.Connection:
         if self._con is None:
             if not self.path.is_file():
-                raise IndexMissing(
+                raise IndexUnusable(
                     f"index not found: {self.path} — build one with "
                     f"`assistant index build FILE.jsonl --out {self.path}`"
                 )
