@@ -177,14 +177,28 @@ def with_settings(only: Collection[str] | None = None) -> Callable[[F], F]:
 
         @functools.wraps(fn)
         def command(**kwargs: Any) -> Any:
-            given = {name: kwargs.pop(name) for name in names}
+            source = kwargs.pop(_CONTEXT).get_parameter_source
+            # A value Click took from ASSISTANT_* is left to Settings, which reads the variable itself: a bad one
+            # is then blamed on the variable, not on a flag nobody typed.
+            values = {name: kwargs.pop(name) for name in names}
+            given = {name: None if _from_env(source(name)) else value for name, value in values.items()}
             return fn(settings=settings_from(**given), **kwargs)
 
-        # Typer reads the parameters from `__signature__`: the command's own, then the flags.
-        vars(command)["__signature__"] = signature.replace(parameters=[*own, *flags])
+        # Typer reads the parameters from `__signature__`: the command's own, then the flags and the context.
+        context = inspect.Parameter(_CONTEXT, inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)
+        vars(command)["__signature__"] = signature.replace(parameters=[*own, *flags, context])
         return cast(F, command)
 
     return wrap
+
+
+_CONTEXT = "settings_context"  # the parameter with_settings adds to receive Click's context
+
+
+def _from_env(source: Any) -> bool:
+    """Whether a parameter's value came from its environment variable (Click's ParameterSource, by name: Typer
+    may bring its own copy of Click)."""
+    return getattr(source, "name", None) == "ENVIRONMENT"
 
 
 def _flag(name: str) -> inspect.Parameter:

@@ -225,6 +225,15 @@ def test_config_json_is_the_settings_in_force(isolated: Path, monkeypatch: pytes
     assert settings["routes"]["de"]["region"] == "de-de", settings
 
 
+def test_a_bad_variable_is_blamed_on_the_variable_not_on_its_flag(isolated: Path, monkeypatch: pytest.MonkeyPatch):
+    """Click fills --max-steps from ASSISTANT_MAX_STEPS too: the message must still name the variable."""
+    monkeypatch.setenv("ASSISTANT_MAX_STEPS", "50")
+    result = runner.invoke(app, ["ask", "q", "--search", "none"])
+    assert result.exit_code == 2 and "fix or unset ASSISTANT_MAX_STEPS" in flat(result.output), result.output
+    result = runner.invoke(app, ["ask", "q", "--search", "none", "--max-steps", "60"])
+    assert result.exit_code == 2 and "fix the --max-steps flag" in flat(result.output), result.output
+
+
 @pytest.mark.parametrize(
     ("text", "environ", "fix"),
     [
