@@ -48,7 +48,8 @@ WHOLE_PASSAGE_WORDS = 150
 # Words as passages are sized and cut: a run of characters without a space, but each kana or Han character on its
 # own, as half a word (Chinese takes about twice as many characters as English takes words: XQuAD's paragraphs,
 # median 225 characters in zh against 110 words in en), so a text without spaces is split and capped like any other.
-_WORD = re.compile(rf"[{_CJK}]|[^\s{_CJK}]+")
+# Punctuation goes with the character it touches ("京，", "「北"), as it goes with an English word ("Beijing,").
+_WORD = re.compile(rf"[^\w\s{_CJK}]*[{_CJK}][^\w\s{_CJK}]*|[^\s{_CJK}]+")
 CJK_WORD = 0.5
 
 
@@ -89,7 +90,12 @@ def holds_phrase(text: str, phrase: str) -> bool:
 
 def word_count(text: str) -> float:
     """How many words `text` holds as passages count them: a kana or Han character is half a word."""
-    return sum(CJK_WORD if cjk_character(w) else 1 for w in _WORD.findall(text))
+    return sum(map(_words_of, _WORD.findall(text)))
+
+
+def _words_of(unit: str) -> float:
+    """What one `_WORD` unit counts for: half a word for a kana or Han character (with its punctuation), else one."""
+    return CJK_WORD if _CJK_CHAR.search(unit) else 1.0
 
 
 def split_passages(text: str, max_words: int = PASSAGE_WORDS) -> list[str]:
@@ -169,10 +175,10 @@ def _join(sentences: list[str]) -> str:
 
 
 def _units_within(text: str, max_words: float) -> int:
-    """How many of `text`'s leading words (`_WORD`: a kana or Han character each) fit in `max_words`; at least 1."""
+    """How many of `text`'s leading units (`_WORD`: a kana or Han character each) fit in `max_words`; at least 1."""
     total, units = 0.0, 0
     for w in _WORD.findall(text):
-        total += CJK_WORD if cjk_character(w) else 1
+        total += _words_of(w)
         if total > max_words:
             break
         units += 1

@@ -155,6 +155,8 @@ def test_a_text_without_spaces_is_split_into_passages_that_lose_and_add_nothing(
     assert len(passages) > 1 and all(word_count(p) <= PASSAGE_WORDS for p in passages)
     assert "".join(passages) == text, "no character lost, no space added between Chinese sentences"
     assert word_count("首都是北京 Beijing") == 2.5 + 1, "a Han character is half a word"
+    punctuated, bare = "「首都」是北京。 Beijing, China.", "首都是北京 Beijing China"
+    assert word_count(punctuated) == word_count(bare), "punctuation is no word of its own"
     assert document_passages(CHINESE * 4) == [CHINESE * 4], "paragraph-sized (about 225 characters) stays whole"
 
 
