@@ -344,6 +344,7 @@ def test_the_threshold_and_second_look_in_force_are_the_settings_else_the_preset
     expected = preset.confidence_threshold if preset.confidence_threshold is not None else 0.5
     assert assistant.judging() == Judging(expected, preset.second_look, True)
     assert not preset.second_look, "measured: SmolLM2's second look adds no right answer (docs/results.md)"
+    assert not PRESETS["qwen2.5-coder-1.5b"].second_look, "measured: nor does Qwen2.5-Coder-1.5B's on wiki-dev300"
     assistant.settings = load_settings(search="none", confidence_threshold=0.8, uncertain_answers="hide")
     assert assistant.judging() == Judging(0.8, False, False)
     assert assistant.judging(ModelSpec("given", "fake")) == Judging(0.8, True, False), "no preset: a second look"
