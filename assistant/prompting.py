@@ -55,17 +55,30 @@ def trim_restatement(short: str, question: str, lang: str = "en") -> str:
         tokens = tokenize(word)
         return word.rstrip(".").casefold() not in _BEFORE_NAME and all(t in stop or stem(t) in known for t in tokens)
 
-    def after_initial(i: int) -> bool:
+    def ends_name(i: int) -> bool:
         # the word after an initial or a title ("Henry J. Kaiser", "Mr. Chips") is the end of a name, not a restated
-        # word: cutting it would leave "Henry J"
+        # word: cutting it would leave "Henry J"; so is a regnal "I" ("Idris I", "World War I"), not the pronoun
         before = words[i - 1] if i > start else ""
         title = before[:1].isupper() and before.rstrip(".").casefold() in _BEFORE_NAME
-        return bool(re.fullmatch(r"[^\W\d_]\.", before)) or title
+        regnal = words[i] == "I" and before[:1].isupper()
+        return bool(re.fullmatch(r"[^\W\d_]\.", before)) or title or regnal
 
+    # An English answer that opens with a title keeps its first word, stop word though it is, when the next is a
+    # capitalised word of its own: "Only Fools and Horses", "All Creatures Great and Small" (an article still goes:
+    # scoring drops it anyway). Measured on the rows of HotpotQA and wiki-dev300 dev runs, both models: +4 EM of
+    # 1,779 answers, none lost. Other languages' articles are cut as before ("Los Pittsburgh Steelers").
+    opens_title = (
+        language is None
+        and words[0][:1].isupper()
+        and words[1][:1].isupper()
+        and words[0].casefold() not in ("a", "an", "the")
+        and all(t in stop for t in tokenize(words[0]))
+        and not restates(words[1])
+    )
     start, end = 0, len(words)
-    while start < end and restates(words[start]):
+    while start < end and restates(words[start]) and not opens_title:
         start += 1
-    while end > start and restates(words[end - 1]) and not after_initial(end - 1):
+    while end > start and restates(words[end - 1]) and not ends_name(end - 1):
         end -= 1
     if _name_goes_on(words[start:end], words[end:]):
         end = len(words)
