@@ -37,7 +37,7 @@ from typing import Any, Literal
 from assistant.analysis import identifier
 from assistant.evals.retrieval import gold_rank, records_of
 from assistant.jsonl import rows as read_rows
-from assistant.languages import LANGUAGES
+from assistant.languages import LANGUAGES, numbers_of
 
 _MLQA_ARTICLES = {
     "en": r"\b(a|an|the)\b",
@@ -144,6 +144,61 @@ def _english_or(lang: str) -> Any:
     return ident
 
 
+MISS_KINDS = ("right by MLQA", "not in context", "number form", "holds the gold", "inside the gold", "another answer")
+_UNSPACED = frozenset({"zh", "ja", "ko", "th"})
+
+
+def _number(text: str, lang: str) -> int | None:
+    """The number from 2 to 10 that a normalized answer is, in digits or in words of `lang` (or English)."""
+    if text.isdigit():
+        return int(text)
+    for forms in (numbers_of(lang), numbers_of("en")):
+        found = [n for n, words in enumerate(forms, start=2) if text in words]
+        if found:
+            return found[0]
+    return None
+
+
+def _inside(part: str, whole: str, lang: str) -> bool:
+    """Whether normalized `part` is in normalized `whole`, whole words (characters in a script without spaces)."""
+    if lang in _UNSPACED:
+        return part.replace(" ", "") in whole.replace(" ", "")
+    return f" {part} " in f" {whole} "
+
+
+def miss_kind(row: dict[str, Any], lang: str) -> str | None:
+    """What a row's wrong answer is (one of MISS_KINDS; the module's docstring), None for a right one."""
+    if row["em"]:
+        return None
+    prediction, golds = row["prediction"], row["gold"]
+    if mlqa_scores(prediction, golds, lang)[0]:
+        return MISS_KINDS[0]
+    if row.get("answer_in_context") is False:
+        return MISS_KINDS[1]
+    pred = mlqa_normalize(prediction, lang)
+    truths = [t for g in golds if (t := mlqa_normalize(g, lang))]
+    number = _number(pred, lang)
+    if number is not None and any(_number(t, lang) == number for t in truths):
+        return MISS_KINDS[2]
+    if pred and any(t != pred and _inside(t, pred, lang) for t in truths):
+        return MISS_KINDS[3]
+    if pred and any(t != pred and _inside(pred, t, lang) for t in truths):
+        return MISS_KINDS[4]
+    return MISS_KINDS[5]
+
+
+def misses(path: Path, lang: str) -> str:
+    """A markdown row a mode: the wrong answers of the run in `path`, counted by `miss_kind`."""
+    rows = [r for r in _jsonl(path) if not r.get("error")]
+    lines = ["| mode | n | wrong | " + " | ".join(MISS_KINDS) + " |", "|---" * (3 + len(MISS_KINDS)) + "|"]
+    for mode in dict.fromkeys(r["mode"] for r in rows):
+        some = [r for r in rows if r["mode"] == mode]
+        kinds = Counter(k for r in some if (k := miss_kind(r, lang)))
+        counts = [str(kinds[k]) for k in MISS_KINDS]
+        lines.append(f"| {mode} | {len(some)} | {sum(kinds.values())} | " + " | ".join(counts) + " |")
+    return "\n".join(lines)
+
+
 def _jsonl(path: Path) -> list[dict[str, Any]]:
     return read_rows(path)
 
@@ -199,8 +254,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lang", required=True, help="the questions' language (en, de, ru, zh, ko, …)")
     parser.add_argument("--questions", type=Path, help="the run's questions, with gold_passage_id (XQuAD, TyDi QA)")
     parser.add_argument("--index", type=Path, help="the run's index: a passage of the gold one's text counts too")
+    parser.add_argument("--misses", action="store_true", help="then the wrong answers, counted by what they are")
     args = parser.parse_args(argv)
     print(report(args.results, args.lang, args.questions, args.index))
+    if args.misses:
+        print("\n" + misses(args.results, args.lang))
 
 
 if __name__ == "__main__":

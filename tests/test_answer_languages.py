@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.evals.multilingual import answer_language, mlqa_normalize, mlqa_scores, report
+from assistant.evals.multilingual import answer_language, miss_kind, misses, mlqa_normalize, mlqa_scores, report
 from assistant.evals.scoring import answer_in_context
 from assistant.events import Answer, Source
 from assistant.prompting import attribute, parse_answer, trim_restatement
@@ -147,3 +147,38 @@ def test_the_report_scores_a_run_s_rows(tmp_path: Path):
         "| rag | 2 | 50.0 | 50.0 | 50.0 | 50.0 | 100.0 | 50.0 | 50.0 |"
     )
     assert report(path, "ru").splitlines()[-1].endswith("| 100.0 | — | 50.0 |")
+
+
+@pytest.mark.parametrize(
+    ("prediction", "gold", "lang", "kind"),
+    [
+        ("Broncos", "Broncos", "de", None),
+        ("Pittsburgh Steelers", "die Pittsburgh Steelers", "de", "right by MLQA"),  # German's article
+        ("6", "sechs", "de", "number form"),
+        ("vier", "4", "de", "number form"),
+        ("four", "4", "en", "number form"),
+        ("5", "vier", "de", "another answer"),  # a number, but another one
+        ("17 Sekunden", "17", "de", "holds the gold"),
+        ("XXXIII", "Super Bowl XXXIII", "de", "inside the gold"),
+        ("수메르어입니다", "수메르어", "ko", "holds the gold"),  # no spaces between a word and its particle
+        ("XXXIV", "Super Bowl XXXIII", "de", "another answer"),
+    ],
+)
+def test_a_wrong_answer_is_counted_by_what_it_is(prediction, gold, lang, kind):
+    row = {"prediction": prediction, "gold": [gold], "em": float(prediction == gold), "answer_in_context": True}
+    assert miss_kind(row, lang) == kind
+    # unless it is right after all, an answer the model never read is first of all a retrieval miss
+    unread = kind if kind in (None, "right by MLQA") else "not in context"
+    assert miss_kind({**row, "answer_in_context": False}, lang) == unread
+
+
+def test_the_misses_table_counts_each_mode_s_wrong_answers(tmp_path: Path):
+    rows = [
+        {"id": "q1", "mode": "rag", "prediction": "17 Sekunden", "gold": ["17"], "em": 0.0, "answer_in_context": True},
+        {"id": "q2", "mode": "rag", "prediction": "17", "gold": ["17"], "em": 1.0, "answer_in_context": True},
+        {"id": "q3", "mode": "rag", "prediction": "Paris", "gold": ["Rom"], "em": 0.0, "answer_in_context": False},
+        {"id": "q4", "mode": "rag", "error": "boom"},
+    ]  # fmt: skip
+    path = tmp_path / "results.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    assert misses(path, "de").splitlines()[-1] == "| rag | 3 | 2 | 0 | 1 | 0 | 1 | 0 | 0 |"
