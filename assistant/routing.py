@@ -40,9 +40,10 @@ DEFAULT_LANG = "en"
 # Built-in routes: the languages of assistant/languages.py, each with its search region and English name there.
 # Presets trained on many languages, best first (Qwen2.5: 29+ languages); Phi-3-mini and SmolLM2 are mainly English.
 MULTILINGUAL = ("qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b")
-# Built-in routes ask in the question's language with prompts/<lang>.md where it exists. The runs that chose this
-# were not kept with their code (docs/results.md, "Removed"): a choice to measure again, not a measured result.
-IN_LANGUAGE_PROMPTS = True
+# Built-in routes ask with the English prompts and one line asking for the answer in the question's language;
+# a route's `prompts = "de"` (config.toml) takes prompts/de.md instead. Chosen by measurement: German, Spanish and
+# Russian asked with their own prompts and with these, Qwen2.5-Coder-1.5B on XQuAD (docs/results.md, "Non-English
+# answers"); the language's own prompts were no better in any of them.
 
 
 @dataclass
@@ -231,7 +232,7 @@ class Router:
         return Route(DEFAULT_LANG, self.default_model, ENGLISH, self.settings.region, DEFAULT_LANG, why)
 
     def _route(self, code: str, config: RouteConfig) -> Route:
-        prompts = config.prompts or (code if IN_LANGUAGE_PROMPTS and language_prompts(code) else DEFAULT_LANG)
+        prompts = config.prompts or DEFAULT_LANG
         answer = code if config.answer is None else config.answer
         region = config.region or self.settings.region
         spec, name, why = self._model_for(code, config.model)
