@@ -311,6 +311,11 @@ def _read_tokens(lines: Iterator[str], count: int) -> None:
                 return
 
 
+# Tokens a generation may still make after its client left: the disconnect is an event, but on a loaded machine
+# (two cores busy with a model) the server's thread took 13 tokens of 20 ms to see it; 200 are asked for.
+STOP_MARGIN = 50
+
+
 def test_a_client_that_leaves_mid_stream_stops_its_generation() -> None:
     model = SlowModel()
     with serving([assistant_with(model)]) as url, httpx.Client(timeout=30) as http:
@@ -320,7 +325,8 @@ def test_a_client_that_leaves_mid_stream_stops_its_generation() -> None:
         assert model.stopped.wait(5), "the generation went on after the client left"
         wait_for(lambda: health(url)["running"] == 0)
         assert health(url)["queue"] == 0
-    assert model.produced <= left_at + 5 < model.words  # stopped within a few tokens
+    # stopped long before the 200 words it would have made (by a margin a machine busy with other work keeps)
+    assert model.produced <= left_at + STOP_MARGIN < model.words
 
 
 def test_a_plain_request_whose_client_leaves_stops_too() -> None:
@@ -336,7 +342,7 @@ def test_a_plain_request_whose_client_leaves_stops_too() -> None:
         left_at = model.produced
         assert model.stopped.wait(5)
         wait_for(lambda: health(url)["running"] == 0)
-    assert model.produced <= left_at + 5 < model.words
+    assert model.produced <= left_at + STOP_MARGIN < model.words
 
 
 def test_requests_wait_in_line_for_a_local_model_and_leave_it_when_they_go() -> None:
