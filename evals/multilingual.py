@@ -38,6 +38,7 @@ from assistant.analysis import identifier
 from assistant.evals.retrieval import gold_rank, records_of
 from assistant.jsonl import rows as read_rows
 from assistant.languages import LANGUAGES, numbers_of
+from assistant.passages import holds_phrase, space_cjk
 
 _MLQA_ARTICLES = {
     "en": r"\b(a|an|the)\b",
@@ -145,7 +146,6 @@ def _english_or(lang: str) -> Any:
 
 
 MISS_KINDS = ("right by MLQA", "not in context", "number form", "holds the gold", "inside the gold", "another answer")
-_UNSPACED = frozenset({"zh", "ja", "ko", "th"})
 
 
 def _number(text: str, lang: str) -> int | None:
@@ -159,11 +159,10 @@ def _number(text: str, lang: str) -> int | None:
     return None
 
 
-def _inside(part: str, whole: str, lang: str) -> bool:
-    """Whether normalized `part` is in normalized `whole`, whole words (characters in a script without spaces)."""
-    if lang in _UNSPACED:
-        return part.replace(" ", "") in whole.replace(" ", "")
-    return f" {part} " in f" {whole} "
+def _inside(part: str, whole: str) -> bool:
+    """Whether normalized `part` is in normalized `whole` as the support check finds a phrase: whole words, a Han or
+    kana character a word, a Hangul word going on into its particle (assistant/passages.py `holds_phrase`)."""
+    return holds_phrase(space_cjk(whole), space_cjk(part))
 
 
 def miss_kind(row: dict[str, Any], lang: str) -> str | None:
@@ -180,9 +179,9 @@ def miss_kind(row: dict[str, Any], lang: str) -> str | None:
     number = _number(pred, lang)
     if number is not None and any(_number(t, lang) == number for t in truths):
         return MISS_KINDS[2]
-    if pred and any(t != pred and _inside(t, pred, lang) for t in truths):
+    if pred and any(t != pred and _inside(t, pred) for t in truths):
         return MISS_KINDS[3]
-    if pred and any(t != pred and _inside(pred, t, lang) for t in truths):
+    if pred and any(t != pred and _inside(pred, t) for t in truths):
         return MISS_KINDS[4]
     return MISS_KINDS[5]
 
