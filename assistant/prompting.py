@@ -18,7 +18,7 @@ from importlib.resources import files
 
 from assistant.analysis import stem_function
 from assistant.events import Source
-from assistant.languages import LANGUAGES
+from assistant.languages import ENGLISH_NUMBERS, LANGUAGES
 from assistant.models.base import Message
 from assistant.passages import STOP_WORDS, cjk_character, holds_phrase, tokenize
 
@@ -45,7 +45,7 @@ def trim_restatement(short: str, question: str, lang: str = "en") -> str:
     if question and _NO_SPACE.match(short):
         return _trim_unspaced(short, question, stop)
     words = short.split()
-    if not question or len(words) < 3:
+    if not question or len(words) < 2:
         return short
     stem = stem_function(language.stemmer if language else None)
     known = {stem(t) for t in tokenize(question)} | stop
@@ -54,6 +54,14 @@ def trim_restatement(short: str, question: str, lang: str = "en") -> str:
         # "No." of "No. 2 pencil" is a stop word, but as an abbreviation it is part of the answer
         tokens = tokenize(word)
         return word.rstrip(".").casefold() not in _BEFORE_NAME and all(t in stop or stem(t) in known for t in tokens)
+
+    if len(words) == 2:
+        # A two-word answer stays whole ("Pittsburgh Steelers" for "Which Steelers…?") unless it is a number and
+        # the unit the question counts in ("39 años" for "¿Cuántos años tenía…?", "6 Grammys" for "How many
+        # Grammys…?"): then the answer is the number.
+        numbers = language.numbers if language else ENGLISH_NUMBERS
+        number = _NUMBER.fullmatch(words[0]) or any(words[0].casefold() in forms for forms in numbers)
+        return words[0] if number and not restates(words[0]) and restates(words[1]) else short
 
     def ends_name(i: int) -> bool:
         # the word after an initial or a title ("Henry J. Kaiser", "Mr. Chips") is the end of a name, not a restated
@@ -96,6 +104,7 @@ def _name_goes_on(core: list[str], tail: list[str]) -> bool:
 
 
 _JOINING = frozenset(("and", "&", "of"))
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")  # "39", "1,000", "2.5"
 _NO_SPACE = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]")  # Han and kana: no spaces between words
 _JOINTS = "是为はが"  # copulas and particles left at a cut ("…首都是北京" → "是北京" → "北京")
 

@@ -33,6 +33,12 @@ TRIMMED = [
     ("zh", "中国的首都是哪里？", "北京是中国的首都。", "北京"),
     ("ko", "세상에서 가장 오래된 언어는 무엇인가?", "세상에서 가장 오래된 언어는 수메르어입니다.", "수메르어"),
     ("ko", "구이도 3세의 후임 황제는 누구인가요?", "람베르토 2세입니다", "람베르토 2세"),
+    # a number and the unit the question counts in: the number ("17" and "39" are XQuAD's answers)
+    ("de", "Wie viele Sekunden Spielzeit verblieben, als die Broncos den Pass abfingen?", "17 Sekunden", "17"),
+    ("es", "¿Cuántos años tenía Peyton Manning cuando jugó la Super Bowl 50?", "39 años", "39"),
+    # the unit the question does not name stays (XQuAD's answer is "17 Sekunden"), and so does any other pair
+    ("de", "Wie viel Zeit verblieb, als den Broncos die Interception gelang?", "17 Sekunden", "17 Sekunden"),
+    ("de", "Wen schlugen die Broncos in der Divisional Round?", "Pittsburgh Steelers", "Pittsburgh Steelers"),
 ]
 
 
@@ -46,6 +52,9 @@ def test_english_words_do_not_trim_other_languages_and_english_trims_as_before()
     assert trim_restatement("Die Carolina Panthers", "Wer verlor das Spiel?", "de") == "Carolina Panthers"
     assert trim_restatement("Die Hard 2", "Which film was set at Dulles airport?") == "Die Hard 2"
     assert trim_restatement("The capital of Colombia is Bogotá", "What is the capital of Colombia?") == "Bogotá"
+    assert trim_restatement("Six Grammys", "How many Grammys did Lady Gaga win?") == "Six"
+    assert trim_restatement("Pittsburgh Steelers", "Which Steelers did Denver beat?") == "Pittsburgh Steelers"
+    assert trim_restatement("7 Up", "Which soft drink is 7 Up?") == "7 Up"  # the number restates the question too
     # the whole answer restates the question: nothing is left to trim to, so it stays
     assert trim_restatement("超级碗50", "哪个队赢得了超级碗50?", "zh") == "超级碗50"
 
