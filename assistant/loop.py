@@ -160,7 +160,7 @@ def judged(parsed: ParsedAnswer, reply: Completion, question: str, shown: list[S
     cited_first = sorted(shown, key=lambda s: s.n not in parsed.cited)
     texts = [f"{s.title}\n{s.text}" for s in cited_first]
     gave_up = abstained(parsed.short_answer)
-    form = source_form(number_form(parsed.short_answer, texts, numbers_of(lang)), texts)
+    form = source_form(number_form(parsed.short_answer, texts, numbers_of(lang), question), texts)
     if form != parsed.short_answer and not gave_up:
         parsed = replace(parsed, short_answer=form, answer=parsed.answer.replace(parsed.short_answer, form, 1))
     held = supported(parsed.short_answer, question, shown)

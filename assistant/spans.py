@@ -8,7 +8,8 @@ nowhere stays as the model wrote it; nor are capitals the source lacks taken awa
 the source says "the Humber").
 
 A number from 2 to 10 written in digits takes the word its sources write when they never write the digits
-("4" → "cuatro", "четырьмя"): the same value in the source's form, as extractive answers are scored.
+("4" → "cuatro", "четырьмя"), or when the sentence that answers the question writes the word and the digits stand
+elsewhere ("4:51 left"): the same value in the source's form, as extractive answers are scored.
 
     python -m assistant.spans "bogota" "Bogotá, officially Bogotá, Distrito Capital"    # prints Bogotá
 """
@@ -20,7 +21,7 @@ import sys
 import unicodedata
 from collections.abc import Sequence
 
-from assistant.passages import cjk_character, words_in
+from assistant.passages import cjk_character, split_sentences, tokenize, words_in
 
 
 def _fold(word: str) -> str:
@@ -52,12 +53,13 @@ def source_form(answer: str, texts: Sequence[str]) -> str:
     return answer
 
 
-def number_form(answer: str, texts: Sequence[str], numbers: Sequence[frozenset[str]]) -> str:
+def number_form(answer: str, texts: Sequence[str], numbers: Sequence[frozenset[str]], question: str = "") -> str:
     """A number from 2 to 10 that the model wrote in digits, as the first of `texts` that writes it in words does
     ("4" → "cuatro"), when none of them holds the digits; `numbers`: the forms of 2, 3, … 10 in the question's
-    language (assistant/languages.py). A measure word after the digits stays ("4次" → "四次"), and a source that
-    writes the number before that word is preferred ("两次" over "二"). A Han numeral counts only standing alone:
-    not the 四 of 十四, 四十 or 第四. Anything else stays as it is."""
+    language (assistant/languages.py). When they hold both, the sentence that answers `question` decides: the one
+    of them writing the number that shares the most words with it (`_evidence`). A measure word after the digits
+    stays ("4次" → "四次"), and a source that writes the number before that word is preferred ("两次" over "二").
+    A Han numeral counts only standing alone: not the 四 of 十四, 四十 or 第四. Anything else stays as it is."""
     number = _DIGITS_THEN_WORD.fullmatch(answer.strip())
     if not number or not 2 <= int(number["digits"]) < 2 + len(numbers):
         return answer
@@ -67,12 +69,35 @@ def number_form(answer: str, texts: Sequence[str], numbers: Sequence[frozenset[s
         return answer
     digits = re.compile(rf"(?<!\d){int(number['digits'])}(?!\d)")
     if any(digits.search(text) for text in texts):  # "5km" writes the digits too
-        return answer
+        evidence = _evidence(question, texts, digits, forms)
+        if evidence is None:
+            return answer
+        texts = [evidence]
     found = [(text, m) for text in texts for m in words_in(text)]
     words = [(text, m) for text, m in found if _fold(m.group()) in forms and not _in_han_number(text, m)]
     before_tail = [(text, m) for text, m in words if _fold(text[m.end() :].lstrip()).startswith(_fold(tail.strip()))]
     best = (before_tail if tail else []) or words
     return best[0][1].group() + tail if best else answer
+
+
+def _evidence(question: str, texts: Sequence[str], digits: re.Pattern[str], forms: set[str]) -> str | None:
+    """Of the sentences of `texts` that write the number, in `digits` or in one of its word `forms`, the one that
+    shares the most words with `question`, when it writes the number in words alone and each sentence with the
+    digits shares fewer ("Davis compiled 5½ sacks, four forced fumbles…" for "How many forced fumbles did Thomas
+    Davis have?", though another source has "With 4:51 left"); else None. Words of four or more letters count,
+    and each Han or kana character: not glue words ("the", "der") nor the number itself."""
+    asked = {t for t in tokenize(question) if (len(t) >= 4 or cjk_character(t)) and not t.isdigit()}
+    in_words, best_words, best_digits = None, 0, 0
+    for text in texts:
+        for sentence in split_sentences(text, min_words=1):
+            shared = len(asked & set(tokenize(sentence)))
+            if digits.search(sentence):
+                best_digits = max(best_digits, shared)
+            elif shared > best_words and any(
+                _fold(m.group()) in forms and not _in_han_number(sentence, m) for m in words_in(sentence)
+            ):
+                in_words, best_words = sentence, shared
+    return in_words if best_words > best_digits else None
 
 
 # digits, then at most one word: a measure word ("4次", "4 veces"); "4 of them" is not a number, and a word

@@ -312,6 +312,32 @@ def test_a_number_in_digits_takes_the_word_its_source_writes(answer: str, text: 
     assert numbers_of("xx") == ENGLISH_NUMBERS, "a language without a route counts in English"
 
 
+# XQuAD's English paragraphs on Super Bowl 50 (deepmind/xquad, CC BY-SA 4.0), shortened
+DAVIS = (
+    "Thomas Davis and Luke Kuechly were selected to play in the Pro Bowl. "
+    "Davis compiled 5½ sacks, four forced fumbles, and four interceptions."
+)
+DRIVE = "With 4:51 left in regulation, Carolina got the ball on their own 24-yard line."
+
+
+@pytest.mark.parametrize(
+    ("question", "texts", "form"),
+    [
+        # the sources write 4 both ways: the sentence that answers the question writes "four"
+        ("How many forced fumbles did Thomas Davis have?", [DAVIS, DRIVE], "four"),
+        ("How many forced fumbles did Thomas Davis have?", [DRIVE, DAVIS], "four"),
+        # the sentence that answers it writes the digits, or none says more of the question than the others
+        ("How many minutes were left in regulation?", [DAVIS, DRIVE], "4"),
+        ("How many?", [DAVIS, DRIVE], "4"),
+        ("", [DAVIS, DRIVE], "4"),
+    ],
+)
+def test_where_the_sources_write_a_number_both_ways_the_answering_sentence_decides(
+    question: str, texts: list[str], form: str
+) -> None:
+    assert number_form("4", texts, numbers_of("en"), question) == form
+
+
 def test_the_loop_gives_a_number_in_the_sources_words_and_counts_it_supported(fake_model: FakeModel) -> None:
     question = "¿Cuántos balones interceptó Josh Norman?"
     norman = [SearchResult("n", "Josh Norman", "", "", "Josh Norman interceptó cuatro balones en 2015.")]
