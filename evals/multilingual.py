@@ -30,15 +30,15 @@ import string
 import sys
 import unicodedata
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from assistant.analysis import identifier
+from assistant.analysis import identifier, stem_function
 from assistant.evals.retrieval import gold_rank, records_of
 from assistant.jsonl import rows as read_rows
 from assistant.languages import LANGUAGES, numbers_of
-from assistant.passages import holds_phrase, space_cjk
+from assistant.passages import holds_phrase, space_cjk, tokenize
 
 _MLQA_ARTICLES = {
     "en": r"\b(a|an|the)\b",
@@ -145,7 +145,15 @@ def _english_or(lang: str) -> Any:
     return ident
 
 
-MISS_KINDS = ("right by MLQA", "not in context", "number form", "holds the gold", "inside the gold", "another answer")
+MISS_KINDS = (
+    "right by MLQA",
+    "not in context",
+    "number form",
+    "another inflection",
+    "holds the gold",
+    "inside the gold",
+    "another answer",
+)
 
 
 def _number(text: str, lang: str) -> int | None:
@@ -157,6 +165,12 @@ def _number(text: str, lang: str) -> int | None:
         if found:
             return found[0]
     return None
+
+
+def _stems(text: str, stem: Callable[[str], str]) -> list[str]:
+    """The words of a normalized answer by their stems, in the language's Snowball stemmer where the index stems it
+    (assistant/languages.py; words as they are elsewhere): the same words in another case or number."""
+    return [stem(t) for t in tokenize(text)]
 
 
 def _inside(part: str, whole: str) -> bool:
@@ -179,11 +193,14 @@ def miss_kind(row: dict[str, Any], lang: str) -> str | None:
     number = _number(pred, lang)
     if number is not None and any(_number(t, lang) == number for t in truths):
         return MISS_KINDS[2]
+    stem = stem_function(LANGUAGES[lang].stemmer if lang in LANGUAGES else None)
+    if pred and any(t != pred and _stems(t, stem) == _stems(pred, stem) for t in truths):
+        return MISS_KINDS[3]  # "Вторая мировая война" for the source's "Второй мировой войны"
     if pred and any(t != pred and _inside(t, pred) for t in truths):
-        return MISS_KINDS[3]
-    if pred and any(t != pred and _inside(pred, t) for t in truths):
         return MISS_KINDS[4]
-    return MISS_KINDS[5]
+    if pred and any(t != pred and _inside(pred, t) for t in truths):
+        return MISS_KINDS[5]
+    return MISS_KINDS[6]
 
 
 def misses(path: Path, lang: str) -> str:
