@@ -1,5 +1,6 @@
 """Non-English answers, scored from an eval run's rows: EM/F1 with TriviaQA's official normalization (as the run
-scored them) and, beside it, MLQA's per-language one; answer in context; the gold passage in context (the
+scored them) and, beside it, MLQA's per-language one; answer in context (a gold answer among the passages the
+model read, every punctuation mark a space: `answer_in_passages`); the gold passage in context (the
 question file's `gold_passage_id` among the passages the model read, the row's `shown_ids`); and whether each
 answer is written in the question's language.
 
@@ -36,6 +37,7 @@ from typing import Any, Literal
 
 from assistant.analysis import identifier, stem_function
 from assistant.evals.retrieval import gold_rank, records_of
+from assistant.evals.scoring import normalize_answer
 from assistant.jsonl import rows as read_rows
 from assistant.languages import LANGUAGES, numbers_of
 from assistant.passages import holds_phrase, space_cjk, tokenize
@@ -173,6 +175,23 @@ def _stems(text: str, stem: Callable[[str], str]) -> list[str]:
     return [stem(t) for t in tokenize(text)]
 
 
+def answer_in_passages(row: dict[str, Any]) -> bool | None:
+    """Whether a gold answer occurs as a phrase in the passages the model read (the row's `context`), normalized as
+    TriviaQA normalizes but with every Unicode punctuation mark a space, as ASCII's are: the run's own check keeps
+    the Arabic comma and so misses "20–18" in "20–18،" (MLQA's normalization, which deletes punctuation, would
+    miss "six" in "Six-time"). The run's verdict where the row has no context, None for a yes/no question."""
+    if row.get("answer_in_context") is None or not row.get("context"):
+        return row.get("answer_in_context")
+    texts = [_spaced(c["text"]) for c in row["context"]]
+    golds = [g for gold in row["gold"] if (g := _spaced(gold))]
+    return any(_inside(g, text) for g in golds for text in texts)
+
+
+def _spaced(text: str) -> str:
+    punct = _punctuation()
+    return normalize_answer("".join(" " if ch in punct else ch for ch in text))
+
+
 def _inside(part: str, whole: str) -> bool:
     """Whether normalized `part` is in normalized `whole` as the support check finds a phrase: whole words, a Han or
     kana character a word, a Hangul word going on into its particle (assistant/passages.py `holds_phrase`)."""
@@ -186,7 +205,7 @@ def miss_kind(row: dict[str, Any], lang: str) -> str | None:
     prediction, golds = row["prediction"], row["gold"]
     if mlqa_scores(prediction, golds, lang)[0]:
         return MISS_KINDS[0]
-    if row.get("answer_in_context") is False:
+    if answer_in_passages(row) is False:
         return MISS_KINDS[1]
     pred = mlqa_normalize(prediction, lang)
     truths = [t for g in golds if (t := mlqa_normalize(g, lang))]
@@ -246,7 +265,7 @@ def report(path: Path, lang: str, questions: Path | None = None, index: Path | N
     for mode in dict.fromkeys(r["mode"] for r in rows):
         some = [r for r in rows if r["mode"] == mode]
         mlqa = [mlqa_scores(r["prediction"], r["gold"], lang) for r in some]
-        context = [r["answer_in_context"] for r in some if r.get("answer_in_context") is not None]
+        context = [c for r in some if (c := answer_in_passages(r)) is not None]
         same = [answer_language(r["prediction"], lang) != "other" for r in some]
         cells = [
             statistics.mean(r["em"] for r in some),

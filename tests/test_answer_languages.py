@@ -13,7 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from assistant.evals.multilingual import answer_language, miss_kind, misses, mlqa_normalize, mlqa_scores, report
+from assistant.evals.multilingual import (
+    answer_in_passages,
+    answer_language,
+    miss_kind,
+    misses,
+    mlqa_normalize,
+    mlqa_scores,
+    report,
+)
 from assistant.evals.scoring import answer_in_context
 from assistant.events import Answer, Source
 from assistant.prompting import attribute, parse_answer, trim_restatement
@@ -197,3 +205,17 @@ def test_the_misses_table_counts_each_mode_s_wrong_answers(tmp_path: Path):
     path = tmp_path / "results.jsonl"
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     assert misses(path, "de").splitlines()[-1] == "| rag | 3 | 2 | 0 | 1 | 0 | 0 | 1 | 0 | 0 |"
+
+
+def test_the_answer_is_found_in_context_whatever_punctuation_touches_it():
+    # XQuAD ar and en (deepmind/xquad, CC BY-SA 4.0): an Arabic comma after the score, a hyphen after "Six"
+    def row(gold: str, text: str) -> dict:
+        return {"gold": [gold], "answer_in_context": False, "context": [{"n": 1, "text": text}]}
+
+    assert answer_in_passages(row("20–18", "بطولة الاتحاد الأمريكي لكرة القدم، 20–18، من خلال اعتراض")) is True
+    assert answer_in_passages(row("Six", "Six-time Grammy winner Lady Gaga performed the national anthem")) is True
+    assert answer_in_passages(row("Paris", "a Parisian theatre")) is False
+    assert (
+        answer_in_passages({"gold": ["Paris"], "answer_in_context": True, "context": []}) is True
+    )  # the run's verdict
+    assert answer_in_passages({"gold": ["yes"], "answer_in_context": None}) is None  # yes/no: not counted
