@@ -153,6 +153,14 @@ def answer(
     yield state.answer(best.parsed, best.shown, best.look, looks, judging, answer_prompt != "answer_short")
 
 
+def in_source_form(short_answer: str, texts: Sequence[str], question: str, lang: str) -> str:
+    """A short answer as the sources `texts` write it: a number in their words (`number_form`, in the question's
+    language `lang`), then their spelling (`source_form`); an abstention stays as it is."""
+    if abstained(short_answer):
+        return short_answer
+    return source_form(number_form(short_answer, texts, numbers_of(lang), question), texts)
+
+
 def judged(parsed: ParsedAnswer, reply: Completion, question: str, shown: list[Source], lang: str) -> Candidate:
     """The reply as a candidate: its short answer in the form a source writes it, and its confidence. `lang`:
     the question's language, whose number words a number in digits may take."""
@@ -160,8 +168,8 @@ def judged(parsed: ParsedAnswer, reply: Completion, question: str, shown: list[S
     cited_first = sorted(shown, key=lambda s: s.n not in parsed.cited)
     texts = [f"{s.title}\n{s.text}" for s in cited_first]
     gave_up = abstained(parsed.short_answer)
-    form = source_form(number_form(parsed.short_answer, texts, numbers_of(lang), question), texts)
-    if form != parsed.short_answer and not gave_up:
+    form = in_source_form(parsed.short_answer, texts, question, lang)
+    if form != parsed.short_answer:
         parsed = replace(parsed, short_answer=form, answer=parsed.answer.replace(parsed.short_answer, form, 1))
     held = supported(parsed.short_answer, question, shown)
     # The sources it cites: its own citations, else the shown sources that contain the answer (at most 3), which

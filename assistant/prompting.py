@@ -18,7 +18,7 @@ from importlib.resources import files
 
 from assistant.analysis import stem_function
 from assistant.events import Source
-from assistant.languages import ENGLISH_NUMBERS, LANGUAGES
+from assistant.languages import LANGUAGES, numbers_of
 from assistant.models.base import Message
 from assistant.passages import STOP_WORDS, cjk_character, holds_phrase, tokenize
 
@@ -59,8 +59,7 @@ def trim_restatement(short: str, question: str, lang: str = "en") -> str:
         # A two-word answer stays whole ("Pittsburgh Steelers" for "Which Steelers…?") unless it is a number and
         # the unit the question counts in ("39 años" for "¿Cuántos años tenía…?", "6 Grammys" for "How many
         # Grammys…?"): then the answer is the number.
-        numbers = language.numbers if language else ENGLISH_NUMBERS
-        number = _NUMBER.fullmatch(words[0]) or any(words[0].casefold() in forms for forms in numbers)
+        number = _NUMBER.fullmatch(words[0]) or any(words[0].casefold() in forms for forms in numbers_of(lang))
         return words[0] if number and not restates(words[0]) and restates(words[1]) else short
 
     def ends_name(i: int) -> bool:

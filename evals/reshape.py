@@ -2,7 +2,7 @@
 source's form) would have made of replies already generated, without running the model.
 
 Each row's answer (the model's reply, labels removed) goes through what the loop does to a reply: `parse_answer`
-(the short answer, trimmed in the route's language), then `number_form` and `source_form` over the passages the
+(the short answer, trimmed in the route's language), then `in_source_form` (assistant/loop.py) over the passages the
 model read (the row's `context`; the loop reads the shown sources whole, so a number or a name that stands only
 outside the shown part can differ). The new short answer is scored against the row's gold answers and set beside
 the row's own prediction: the rows that changed, then per file how many changed and the EM each way.
@@ -20,9 +20,8 @@ from typing import Any
 
 from assistant.evals.scoring import score
 from assistant.jsonl import rows as read_rows
-from assistant.languages import numbers_of
-from assistant.prompting import abstained, parse_answer
-from assistant.spans import number_form, source_form
+from assistant.loop import in_source_form
+from assistant.prompting import parse_answer
 
 MODES = ("rag", "search", "agent")  # the modes whose answers the loop shapes from passages
 
@@ -33,9 +32,7 @@ def reshaped(row: dict[str, Any]) -> str:
     texts = [c["text"] for c in row.get("context") or []]
     shown = {c["n"] for c in row.get("context") or []}
     short = parse_answer(row["answer"], shown, row["question"], lang).short_answer
-    if abstained(short):
-        return short
-    return source_form(number_form(short, texts, numbers_of(lang), row["question"]), texts)
+    return in_source_form(short, texts, row["question"], lang)
 
 
 def reshape(path: Path) -> tuple[list[str], str]:
